@@ -1,0 +1,54 @@
+# The two commands: `make run` (set up, then run the pipeline) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# cpu: tensorflow-cpu (small, no CUDA); gpu: tensorflow with CUDA libraries.
+EXTRA ?= cpu
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# DVC runs each stage's `python` from PATH: make it the virtualenv's.
+export PATH := $(BIN):$(PATH)
+SYSTEM_DATA := /usr/share/datasets/fashion-mnist
+# Root runs apt-get directly; anyone else through sudo, if it needs no password.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+
+.PHONY: help setup system-packages run test lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed system-packages ## Create .venv with the pinned dependencies; install Debian's Fashion-MNIST
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PACKAGES=python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRA),dev]"
+	@touch $@
+
+system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used (else: public mirrors)
+	@if [ -d $(SYSTEM_DATA) ]; then \
+	  echo "Fashion-MNIST system copy: $(SYSTEM_DATA)"; \
+	else \
+	  $(MAKE) --no-print-directory apt-install PACKAGES=dataset-fashion-mnist \
+	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
+	fi
+
+.PHONY: apt-install
+apt-install:
+	@command -v apt-get >/dev/null || { echo "apt-get not found: install $(PACKAGES) by hand"; exit 1; }
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGES)
+
+run: setup ## Set up, then run the whole pipeline with dvc repro
+	dvc repro
+
+test: setup ## Run the test suite (unit tests and one end-to-end dvc repro)
+	python -m pytest
+
+lint: setup ## Check the code with ruff
+	ruff check src stages tests
+
+clean: ## Remove the pipeline's outputs (DVC's cache stays; `dvc checkout` restores them)
+	rm -rf data/raw data/prepared models logs plots/predictions.csv

@@ -1,0 +1,29 @@
+"""The one exception type a user's mistake raises, and how a stage reports it."""
+
+import sys
+import time
+from collections.abc import Callable
+
+
+class PipelineError(Exception):
+    """A problem the user can fix: bad params, bad data, an unreachable source.
+
+    The message names the file, URL or params key, what was found and what was
+    expected. Stages print it on one line, without a traceback.
+    """
+
+
+def run_stage(main: Callable[[], str]) -> None:
+    """Run a stage's ``main()`` and turn its outcome into a one-line report and an exit code.
+
+    ``main`` returns a one-line summary of what it wrote. A ``PipelineError``
+    becomes ``error: ...`` on stderr and exit status 1; anything else is a bug
+    and keeps its traceback.
+    """
+    started = time.perf_counter()
+    try:
+        summary = main()
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    print(f"{summary} ({time.perf_counter() - started:.1f} s)", flush=True)

@@ -1,0 +1,131 @@
+"""Writing files so that they appear whole or not at all, and hashing them."""
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+_CHUNK_BYTES = 1 << 20
+
+
+def sha256_of_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only on success.
+
+    The temporary file lives in the same directory, so the final ``os.replace``
+    is atomic: a reader sees the old file or the new one, never half of one.
+    On any error the temporary file is removed and ``path`` is left untouched.
+    ``suffix`` is for writers that insist on an extension (Keras wants ``.keras``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        yield temporary
+        _fsync_file(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """``open()`` for writing whose result appears at ``path`` only once closed successfully."""
+    with atomic_path(path) as temporary, open(temporary, mode) as stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces the directory ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield temporary
+        for file in temporary.rglob("*"):
+            if file.is_file():
+                _fsync_file(file)
+        # Directories cannot be swapped in one atomic step: move the old one aside
+        # first, so that a crash leaves either the old or the new one in place.
+        previous = path.with_name(f".{path.name}.old")
+        if previous.exists():
+            shutil.rmtree(previous)
+        if path.exists():
+            os.replace(path, previous)
+        os.replace(temporary, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as stream:
+        os.fsync(stream.fileno())
+
+
+def _json_ready(value: Any, key_path: str) -> Any:
+    """Convert NumPy scalars to Python ones and refuse NaN or infinity, which JSON cannot hold."""
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item, f"{key_path}.{key}") for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item, f"{key_path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key_path} is {value}; metrics must be finite numbers")
+    return value
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as JSON with sorted keys and a trailing newline, atomically.
+
+    Sorted keys and a fixed layout make the bytes depend only on the values, so
+    two runs with the same results give byte-identical files.
+    """
+    text = json.dumps(
+        _json_ready(data, Path(path).name), indent=2, sort_keys=True, allow_nan=False
+    )
+    with atomic_open(path) as stream:
+        stream.write(text + "\n")
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save one array as ``.npy`` (no pickle, no timestamps: same array, same bytes)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def directory_size_bytes(path: str | os.PathLike) -> int:
+    return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) as CSV with a header line, atomically."""
+    if not rows:
+        raise ValueError(f"no rows to write to {path}")
+    columns = list(rows[0])
+    with atomic_open(path, "w") as stream:
+        stream.write(",".join(columns) + "\n")
+        for row in rows:
+            stream.write(",".join(str(row[column]) for column in columns) + "\n")

@@ -1,0 +1,22 @@
+"""Every path the pipeline reads or writes, relative to the project root.
+
+DVC runs each stage from the directory holding dvc.yaml, so these are the
+same paths dvc.yaml names as deps and outs.
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+RAW = Path("data/raw")
+PREPARED = Path("data/prepared")
+MODEL = Path("models/model.keras")
+EXPORT = Path("models/export")
+EXPORTED_SAVED_MODEL = EXPORT / "saved_model"
+EXPORTED_KERAS = EXPORT / "model.keras"
+METRICS = Path("metrics")
+TRAIN_METRICS = METRICS / "train.json"
+EVALUATE_METRICS = METRICS / "evaluate.json"
+EXPORT_METRICS = METRICS / "export.json"
+TRAIN_TIMING = Path("logs/train_timing.json")
+HISTORY_PLOT = Path("plots/history.csv")
+PREDICTIONS_PLOT = Path("plots/predictions.csv")

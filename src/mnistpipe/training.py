@@ -1,0 +1,181 @@
+"""Seeded Keras training, with ``model.fit`` or the quickstart's GradientTape loop.
+
+Both loops train on the same tf.data pipeline and return the same per-epoch
+history: loss, accuracy, val_loss, val_accuracy.
+"""
+
+import hashlib
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnistpipe.errors import PipelineError
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; optionally make TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_learning_rate(initial: float, schedule: str, total_steps: int):
+    """A constant rate, or cosine decay from ``initial`` to 0 over the whole run.
+
+    Decaying to zero lets the last epochs settle into a minimum instead of
+    bouncing around it, which is worth about a point of test accuracy here.
+    """
+    if schedule == "constant":
+        return initial
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(initial, decay_steps=max(1, total_steps))
+    raise PipelineError(f"train.lr_schedule is {schedule!r}; expected one of: constant, cosine")
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    raise PipelineError(f"train.optimizer is {name!r}; expected one of: adam, sgd, rmsprop")
+
+
+def make_loss() -> keras.losses.Loss:
+    # The models output logits; from_logits=True applies the softmax inside the
+    # loss, which is numerically safer than a softmax layer followed by a log.
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int):
+    """tf.data pipelines as in the quickstart: shuffled, batched training data; batched validation.
+
+    ``shuffle_buffer`` 0 shuffles over the whole training set (a true
+    permutation each epoch); the shuffle is seeded so reruns see the same order.
+    """
+    train_images, train_labels = train
+    buffer = shuffle_buffer or len(train_images)
+    train_dataset = (
+        tf.data.Dataset.from_tensor_slices((train_images, train_labels))
+        .shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_dataset = (
+        tf.data.Dataset.from_tensor_slices(val).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    )
+    return train_dataset, val_dataset
+
+
+class _StopOnNonFiniteLoss(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        _check_finite(epoch, logs or {})
+
+
+def _check_finite(epoch: int, logs: dict) -> None:
+    for key in ("loss", "val_loss"):
+        if key in logs and not math.isfinite(float(logs[key])):
+            raise PipelineError(
+                f"training diverged: {key} is {float(logs[key])} after epoch {epoch + 1}; "
+                "expected a finite loss (try a smaller train.learning_rate)"
+            )
+
+
+class _EpochLine(keras.callbacks.Callback):
+    """One line an epoch, readable in CI logs (no carriage-return progress bars)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        figures = " ".join(f"{key} {float(logs[key]):.4f}" for key in HISTORY_KEYS if key in logs)
+        seconds = time.perf_counter() - self.started
+        print(f"epoch {epoch + 1}/{self.epochs}: {figures} ({seconds:.1f} s)", flush=True)
+
+
+def train_with_fit(model, optimizer, train_dataset, val_dataset, epochs: int) -> dict:
+    model.compile(optimizer=optimizer, loss=make_loss(), metrics=["accuracy"])
+    history = model.fit(
+        train_dataset,
+        validation_data=val_dataset,
+        epochs=epochs,
+        # The dataset is already shuffled with a seed; Keras would only warn.
+        shuffle=False,
+        verbose=0,
+        callbacks=[_StopOnNonFiniteLoss(), _EpochLine(epochs)],
+    )
+    return {key: [float(value) for value in history.history[key]] for key in HISTORY_KEYS}
+
+
+def train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs: int) -> dict:
+    """The quickstart's loop: tf.function train and test steps around a GradientTape."""
+    loss_object = make_loss()
+    train_loss = keras.metrics.Mean(name="loss")
+    train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    val_loss = keras.metrics.Mean(name="val_loss")
+    val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
+    # Create the optimizer's slots outside tf.function, where variables may be made.
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            predictions = model(images, training=True)
+            loss = loss_object(labels, predictions)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_loss.update_state(loss, sample_weight=tf.shape(labels)[0])
+        train_accuracy.update_state(labels, predictions)
+
+    @tf.function
+    def test_step(images, labels):
+        predictions = model(images, training=False)
+        val_loss.update_state(loss_object(labels, predictions), sample_weight=tf.shape(labels)[0])
+        val_accuracy.update_state(labels, predictions)
+
+    history = {key: [] for key in HISTORY_KEYS}
+    progress = _EpochLine(epochs)
+    metrics = (train_loss, train_accuracy, val_loss, val_accuracy)
+    for epoch in range(epochs):
+        progress.on_epoch_begin(epoch)
+        for metric in metrics:
+            metric.reset_state()
+        for images, labels in train_dataset:
+            train_step(images, labels)
+        for images, labels in val_dataset:
+            test_step(images, labels)
+        logs = {metric.name: float(metric.result()) for metric in metrics}
+        _check_finite(epoch, logs)
+        progress.on_epoch_end(epoch, logs)
+        for key in HISTORY_KEYS:
+            history[key].append(logs[key])
+    return history
+
+
+def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int) -> dict:
+    if loop == "fit":
+        return train_with_fit(model, optimizer, train_dataset, val_dataset, epochs)
+    if loop == "custom":
+        return train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs)
+    raise PipelineError(f"train.loop is {loop!r}; expected one of: fit, custom")
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """A fingerprint of the trained weights, to prove two runs gave the same model."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,88 @@
+"""Stage 3: train the classifier, seeded, with model.fit or the quickstart's GradientTape loop."""
+
+import time
+
+from mnistpipe import paths
+from mnistpipe.data import load_split
+from mnistpipe.errors import run_stage
+from mnistpipe.files import atomic_path, write_csv, write_json
+from mnistpipe.lineage import directory_sha256, library_versions
+from mnistpipe.models import build_model
+from mnistpipe.params import load_params
+from mnistpipe.training import (
+    make_datasets,
+    make_learning_rate,
+    make_optimizer,
+    seed_everything,
+    train,
+    weights_sha256,
+)
+
+
+def main() -> str:
+    params = load_params(paths.PARAMS)
+    settings = params["train"]
+    seed_everything(params["seed"], settings["deterministic"])
+
+    train_split = load_split(paths.PREPARED, "train")
+    val_split = load_split(paths.PREPARED, "val")
+    train_dataset, val_dataset = make_datasets(
+        train_split, val_split, settings["batch_size"], settings["shuffle_buffer"], params["seed"]
+    )
+    model = build_model(settings["model"], settings["dropout"])
+    steps_per_epoch = -(-len(train_split[1]) // settings["batch_size"])
+    learning_rate = make_learning_rate(
+        settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
+    )
+    optimizer = make_optimizer(settings["optimizer"], learning_rate)
+
+    started = time.perf_counter()
+    history = train(
+        model, optimizer, settings["loop"], train_dataset, val_dataset, settings["epochs"]
+    )
+    seconds = time.perf_counter() - started
+
+    with atomic_path(paths.MODEL, suffix=".keras") as temporary:
+        model.save(temporary)
+    epochs = range(1, settings["epochs"] + 1)
+    write_csv(
+        paths.HISTORY_PLOT,
+        [
+            {
+                "epoch": epoch,
+                **{key: round(values[epoch - 1], 6) for key, values in history.items()},
+            }
+            for epoch in epochs
+        ],
+    )
+    final = {key: round(values[-1], 6) for key, values in history.items()}
+    write_json(
+        paths.TRAIN_METRICS,
+        {
+            **final,
+            "best_val_accuracy": round(max(history["val_accuracy"]), 6),
+            "epochs": settings["epochs"],
+            "parameters": model.count_params(),
+            "lineage": {
+                "weights_sha256": weights_sha256(model),
+                "data_sha256": directory_sha256(paths.PREPARED),
+                "versions": library_versions(),
+            },
+        },
+    )
+    images = len(train_split[1]) * settings["epochs"]
+    write_json(
+        paths.TRAIN_TIMING,
+        {
+            "train_seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 1),
+        },
+    )
+    return (
+        f"train: {settings['model']} val_accuracy {final['val_accuracy']:.4f}, "
+        f"wrote {paths.MODEL} and {paths.TRAIN_METRICS}, {images / seconds:.0f} images/s"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

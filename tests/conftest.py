@@ -1,0 +1,154 @@
+"""Fixtures shared by the tests: small IDX datasets written on the fly, a loopback HTTP server."""
+
+import dataclasses
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistpipe.datasets import DATASETS, FILE_NAMES
+from mnistpipe.idx import encode_idx
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPOSITORY.parent / "shared" / "datasets" / "mnist"
+SYSTEM_FASHION_MNIST = Path(DATASETS["fashion_mnist"].system_directory)
+
+
+def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 uint8 images: class k is a bright 6x6 square at a place of its own."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(count, 28, 28), dtype=np.uint8)
+    for index, label in enumerate(labels):
+        row, column = 2 + 8 * (label // 4), 2 + 8 * (label % 4)
+        images[index, row : row + 6, column : column + 6] = 255
+    return images, labels
+
+
+def synthetic_idx_files(train_count: int = 600, test_count: int = 100) -> dict[str, bytes]:
+    """The four decompressed IDX files of a small synthetic dataset, by file name."""
+    train_images, train_labels = synthetic_split(train_count, seed=1)
+    test_images, test_labels = synthetic_split(test_count, seed=2)
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
+    return {FILE_NAMES[role]: encode_idx(array) for role, array in arrays.items()}
+
+
+def write_mirror(
+    directory: Path,
+    files: dict[str, bytes],
+    compress_level: int | None = 9,
+) -> Path:
+    """A mirror directory holding ``files`` gzip-compressed at ``compress_level`` (None: plain)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if compress_level is None:
+            (directory / name).write_bytes(content)
+        else:
+            (directory / f"{name}.gz").write_bytes(
+                gzip.compress(content, compresslevel=compress_level, mtime=0)
+            )
+    return directory
+
+
+@pytest.fixture
+def synthetic_files() -> dict[str, bytes]:
+    return synthetic_idx_files()
+
+
+@pytest.fixture
+def synthetic_dataset(monkeypatch, synthetic_files):
+    """Make ``fashion_mnist`` mean the synthetic dataset: its checksums, no built-in sources."""
+    spec = dataclasses.replace(
+        DATASETS["fashion_mnist"],
+        sha256={
+            role: hashlib.sha256(synthetic_files[name]).hexdigest()
+            for role, name in FILE_NAMES.items()
+        },
+        system_directory=None,
+        public_mirrors=(),
+    )
+    monkeypatch.setitem(DATASETS, "fashion_mnist", spec)
+    return spec
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        self.server.requests.append(self.path)
+        route = self.server.routes.get(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        route(self)
+
+    def log_message(self, *args):
+        pass
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 whose answers the test sets per path."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.routes: dict = {}
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def serve_bytes(
+        self,
+        path: str,
+        body: bytes,
+        status: int = 200,
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        def answer(handler):
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        self.routes[path] = answer
+
+    def serve_status(self, path: str, status: int) -> None:
+        self.routes[path] = lambda handler: handler.send_error(status)
+
+    def serve_dropped(self, path: str, body: bytes) -> None:
+        """Announce all of ``body``, send half, then close the connection."""
+
+        def answer(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body[: len(body) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+
+        self.routes[path] = answer
+
+
+@pytest.fixture
+def http_server():
+    server = LoopbackServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
