@@ -1,0 +1,61 @@
+"""dvc.yaml declares what each stage really depends on, so DVC reruns exactly what changed."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPOSITORY
+
+PACKAGE = REPOSITORY / "src" / "mnistpipe"
+STAGES = ("download", "preprocess", "train", "evaluate", "export")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The mnistpipe modules ``path`` imports, directly or through other mnistpipe modules."""
+    found: set[str] = set()
+    pending = [path]
+    while pending:
+        tree = ast.parse(pending.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnistpipe"):
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name.startswith("mnistpipe")]
+            for name in names:
+                module = PACKAGE / (name.removeprefix("mnistpipe").lstrip(".").replace(".", "/") + ".py")
+                if name == "mnistpipe":
+                    module = PACKAGE / "__init__.py"
+                if module.is_file() and module not in found:
+                    found.add(module)
+                    pending.append(module)
+    return {module.relative_to(REPOSITORY).as_posix() for module in found}
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return yaml.safe_load((REPOSITORY / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_lists_its_script_and_every_shared_module_it_imports(stages, stage):
+    script = f"stages/{stage}.py"
+    deps = set(stages[stage]["deps"])
+    assert stages[stage]["cmd"] == f"python {script}"
+    assert script in deps
+    needed = imported_modules(REPOSITORY / script)
+    assert needed - deps == set(), f"{stage} imports modules dvc.yaml does not list"
+    listed_modules = {dep for dep in deps if dep.startswith("src/")}
+    assert listed_modules - needed == set(), f"{stage} lists modules it does not import"
+
+
+def test_metrics_are_kept_in_git_and_declared_at_the_top_level(stages):
+    document = yaml.safe_load((REPOSITORY / "dvc.yaml").read_text())
+    metrics = set(document["metrics"])
+    assert metrics == {"metrics/train.json", "metrics/evaluate.json", "metrics/export.json"}
+    for stage in stages.values():
+        for out in stage["outs"]:
+            if isinstance(out, dict) and next(iter(out)) in metrics:
+                assert out[next(iter(out))]["cache"] is False
