@@ -28,9 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used (else: public mirrors)
-	@if [ -d $(SYSTEM_DATA) ]; then \
-	  echo "Fashion-MNIST system copy: $(SYSTEM_DATA)"; \
-	else \
+	@if [ ! -d $(SYSTEM_DATA) ]; then \
 	  $(MAKE) --no-print-directory apt-install PACKAGES=dataset-fashion-mnist \
 	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
 	fi

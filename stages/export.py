@@ -37,8 +37,8 @@ def main() -> str:
             "parity_tolerance": PARITY_TOLERANCE,
             "exported_accuracy": round(accuracy, 6),
             # In MiB to two places: the graph's bytes vary by a few between identical
-        # exports (generated function names), and metrics must not.
-        "saved_model_mib": round(directory_size_bytes(paths.EXPORTED_SAVED_MODEL) / 2**20, 2),
+            # exports (generated function names), and metrics must not.
+            "saved_model_mib": round(directory_size_bytes(paths.EXPORTED_SAVED_MODEL) / 2**20, 2),
             "test_examples": len(test_labels),
         },
     )

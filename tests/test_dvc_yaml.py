@@ -12,25 +12,34 @@ PACKAGE = REPOSITORY / "src" / "mnistpipe"
 STAGES = ("download", "preprocess", "train", "evaluate", "export")
 
 
+def module_path(name: str) -> Path:
+    """The file of module ``name`` (``mnistpipe`` or ``mnistpipe.x``) in src/mnistpipe/."""
+    if name == "mnistpipe":
+        return PACKAGE / "__init__.py"
+    return PACKAGE / (name.removeprefix("mnistpipe.").replace(".", "/") + ".py")
+
+
 def imported_modules(path: Path) -> set[str]:
     """The mnistpipe modules ``path`` imports, directly or through other mnistpipe modules."""
-    found: set[str] = set()
+    found: set[Path] = set()
     pending = [path]
     while pending:
-        tree = ast.parse(pending.pop().read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnistpipe"):
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for node in ast.walk(ast.parse(pending.pop().read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnistpipe"):
+                # `from mnistpipe import paths` imports the package and its module paths.
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
             elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names if alias.name.startswith("mnistpipe")]
+                names = [alias.name for alias in node.names]
+            else:
+                continue
             for name in names:
-                module = PACKAGE / (name.removeprefix("mnistpipe").lstrip(".").replace(".", "/") + ".py")
-                if name == "mnistpipe":
-                    module = PACKAGE / "__init__.py"
-                if module.is_file() and module not in found:
-                    found.add(module)
-                    pending.append(module)
+                if not name.startswith("mnistpipe"):
+                    continue
+                # Importing a submodule runs the package's __init__ first.
+                for module in (module_path("mnistpipe"), module_path(name)):
+                    if module.is_file() and module not in found:
+                        found.add(module)
+                        pending.append(module)
     return {module.relative_to(REPOSITORY).as_posix() for module in found}
 
 
