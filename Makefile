@@ -13,7 +13,12 @@ SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 # Root runs apt-get directly; anyone else through sudo, if it needs no password.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: help setup system-packages run test lint clean
+# The git revision the gate and CI compare with.
+AGAINST ?= main
+BASE ?= main
+REPORT ?= ci-report.md
+
+.PHONY: help setup system-packages run test lint gate ci ci-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +52,25 @@ test: setup ## Run the test suite (unit tests and one end-to-end dvc repro)
 
 lint: setup ## Check the code with ruff
 	ruff check src stages tests
+
+gate: setup ## Compare the metrics with those committed at AGAINST (default main); fail if one got worse
+	python -m mnistpipe.gate --against $(AGAINST)
+
+ci: setup ## What CI runs on a pull request: make test, then make ci-report against BASE (default main)
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory ci-report BASE=$(BASE)
+
+ci-report: ## dvc repro; params diff, metrics diff and gate against BASE into $(REPORT) (and the job summary)
+	dvc repro
+	@{ echo "## Params against \`$(BASE)\`"; echo; \
+	   diff=$$(dvc params diff $(BASE) --md) && echo "$${diff:-No change.}"; echo; \
+	   echo "## Metrics against \`$(BASE)\`"; echo; \
+	   diff=$$(dvc metrics diff $(BASE) --md) && echo "$${diff:-No change.}"; echo; \
+	   echo "## Gate"; echo; } > $(REPORT)
+	@python -m mnistpipe.gate --against $(BASE) >> $(REPORT); status=$$?; \
+	  cat $(REPORT); \
+	  if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(REPORT) >> "$$GITHUB_STEP_SUMMARY"; fi; \
+	  exit $$status
 
 clean: ## Remove the pipeline's outputs (DVC's cache stays; `dvc checkout` restores them)
 	rm -rf data/raw data/prepared models logs plots/predictions.csv

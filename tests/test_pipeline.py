@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,27 +15,47 @@ from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "src",
+    ".dvc/config",
+    ".dvcignore",
+    "Makefile",
+    ".gitignore",
+)
+METRICS_FILES = ("metrics/train.json", "metrics/evaluate.json", "metrics/export.json")
+
+
+def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    # Stages run `python` (and make runs `dvc`) from PATH: make them this interpreter's.
+    bin_directory = Path(sys.executable).parent
+    environment = {**os.environ, "PATH": f"{bin_directory}{os.pathsep}{os.environ['PATH']}"}
+    environment.pop("GITHUB_STEP_SUMMARY", None)
+    result = subprocess.run(
+        command, cwd=root, env=environment, capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 def dvc(root: Path, *arguments: str) -> str:
-    # Stages run `python` from PATH: make it this interpreter, which has the package.
-    environment = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *arguments],
-        cwd=root,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, (
-        f"dvc {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout
+    return run(root, sys.executable, "-m", "dvc", *arguments).stdout
+
+
+def set_params(root: Path, section: str, **values) -> None:
+    params_path = root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params[section].update(values)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def git_commit(root: Path, message: str) -> None:
+    run(root, "git", "add", "-A")
+    identity = ("-c", "user.name=test", "-c", "user.email=test@example.org")
+    run(root, "git", *identity, "commit", "-qm", message)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +79,7 @@ def project(tmp_path_factory):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     first_run = dvc(root, "repro")
+    git_commit(root, "the base run")
     return root, first_run
 
 
@@ -83,13 +105,47 @@ def test_a_second_repro_runs_no_stage(project):
     assert "Data and pipelines are up to date." in output
 
 
+def test_a_forced_rerun_gives_byte_identical_metrics_and_weights(project):
+    root, _ = project
+    before = {name: (root / name).read_bytes() for name in METRICS_FILES}
+    output = dvc(root, "repro", "--force")
+    assert "Running stage 'train'" in output
+    for name in METRICS_FILES:
+        assert (root / name).read_bytes() == before[name], f"{name} changed between reruns"
+    # train.json carries the SHA-256 of the trained weights, so equal bytes mean equal weights.
+    assert json.loads(before["metrics/train.json"])["lineage"]["weights_sha256"]
+
+
 def test_changing_the_gate_reruns_evaluate_but_not_train(project):
     root, _ = project
-    params_path = root / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params["evaluate"]["min_accuracy"] = 0.05
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(root, "evaluate", min_accuracy=0.05)
     output = dvc(root, "repro")
     assert "Running stage 'evaluate'" in output
     assert "Running stage 'train'" not in output
     assert "Running stage 'preprocess'" not in output
+
+
+def test_ci_report_prints_params_diff_metrics_diff_and_the_gate_verdict(project):
+    root, _ = project
+    set_params(root, "evaluate", min_accuracy=0.0)
+    set_params(root, "train", learning_rate=0.003)
+    set_params(root, "gate", tolerances={"evaluate.accuracy": 1.0, "evaluate.loss": 100.0})
+    result = run(root, "make", "--no-print-directory", "ci-report", "BASE=HEAD")
+    report = result.stdout
+    assert "## Params against `HEAD`" in report
+    assert re.search(r"\| params\.yaml +\| train\.learning_rate +\| 0\.001 +\| 0\.003 +\|", report)
+    assert "## Metrics against `HEAD`" in report
+    assert re.search(r"\| metrics/train\.json +\| accuracy +\|", report)
+    assert "| evaluate.accuracy |" in report and "| pass (tolerance 1," in report
+    assert (root / "ci-report.md").read_text() in report
+
+
+def test_ci_report_fails_when_the_gate_fails(project):
+    root, _ = project
+    # A learning rate this small leaves the model near chance: accuracy drops far.
+    set_params(root, "train", learning_rate=1e-7)
+    set_params(root, "gate", tolerances={"evaluate.accuracy": 0.005})
+    result = run(root, "make", "--no-print-directory", "ci-report", "BASE=HEAD", check=False)
+    assert result.returncode != 0
+    assert "**FAIL**" in result.stdout
+    assert "gate failed: evaluate.accuracy" in result.stderr

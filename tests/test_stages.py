@@ -117,3 +117,25 @@ def test_export_refuses_a_model_that_disagrees_with_its_export(project, monkeypa
         run_stage_main("export")
     # The failed export left nothing at the output path.
     assert not paths.EXPORT.exists()
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_training_twice_gives_byte_identical_metrics_and_weights(project, loop):
+    set_params(project, "train", loop=loop)
+    run_stage_main("download")
+    run_stage_main("preprocess")
+    runs = []
+    for _ in range(2):
+        run_stage_main("train")
+        run_stage_main("evaluate")
+        runs.append(
+            (
+                paths.TRAIN_METRICS.read_bytes(),
+                paths.EVALUATE_METRICS.read_bytes(),
+                paths.HISTORY_PLOT.read_bytes(),
+            )
+        )
+    assert runs[0] == runs[1]
+    lineage = json.loads(runs[0][0])["lineage"]
+    assert len(lineage["weights_sha256"]) == 64 and len(lineage["data_sha256"]) == 64
+    assert set(lineage["versions"]) == {"tensorflow", "keras", "dvc"}

@@ -92,6 +92,23 @@ class Sources:
         return list(value)
 
 
+@dataclass(frozen=True)
+class Tolerances:
+    """Metric name (``evaluate.accuracy``) → how much it may get worse, a number >= 0."""
+
+    def check(self, key: str, value: Any) -> dict[str, float]:
+        if not isinstance(value, dict):
+            raise _type_error(key, value, "a mapping of metric names to numbers >= 0")
+        checked = {}
+        for metric, tolerance in value.items():
+            if not isinstance(metric, str) or "." not in metric:
+                raise PipelineError(
+                    f"{key} has metric {metric!r}; expected FILE.KEY, e.g. evaluate.accuracy"
+                )
+            checked[metric] = Number(0.0, float("inf")).check(f"{key}.{metric}", tolerance)
+        return checked
+
+
 SCHEMA: dict[str, Any] = {
     "seed": Integer(minimum=0),
     "dataset": Choice(tuple(DATASETS)),
@@ -116,6 +133,9 @@ SCHEMA: dict[str, Any] = {
     },
     "evaluate": {
         "min_accuracy": Number(0.0, 1.0),
+    },
+    "gate": {
+        "tolerances": Tolerances(),
     },
 }
 

@@ -1,0 +1,172 @@
+"""The quality gate: compare the workspace's metrics with those committed at a git revision.
+
+    python -m mnistpipe.gate --against main [--tolerance evaluate.accuracy=0.01 ...]
+
+A metric is named ``FILE.KEY``: ``evaluate.macro_avg.f1`` is the key
+``macro_avg.f1`` of ``metrics/evaluate.json``. Tolerances (how much each metric
+may get *worse*) come from ``gate.tolerances`` in params.yaml, overridden or
+extended by ``--tolerance``. Prints a Markdown table (metric, base, now, change,
+verdict) and exits 1 when any metric got worse by more than its tolerance, 2 on
+an error (unknown revision, missing metric).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mnistpipe import paths
+from mnistpipe.errors import PipelineError
+from mnistpipe.params import load_params
+
+# For these metrics smaller is better; for every other one, larger is better.
+LOWER_IS_BETTER_SUFFIXES = ("loss", "disagreements", "difference")
+
+
+def metric_file(metric: str) -> Path:
+    return paths.METRICS / f"{metric.split('.', 1)[0]}.json"
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.rsplit(".", 1)[-1].endswith(LOWER_IS_BETTER_SUFFIXES)
+
+
+def _git(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *arguments], capture_output=True, text=True)
+
+
+def read_committed(revision: str, path: Path) -> dict:
+    """The JSON file ``path`` as committed at ``revision``, read from git itself."""
+    if _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").returncode != 0:
+        raise PipelineError(f"revision {revision!r} does not exist in this git repository")
+    shown = _git("show", f"{revision}:{path.as_posix()}")
+    if shown.returncode != 0:
+        raise PipelineError(f"{path} does not exist at revision {revision!r}")
+    return _parse(shown.stdout, f"{path} at {revision}")
+
+
+def read_workspace(path: Path) -> dict:
+    try:
+        return _parse(path.read_text(), str(path))
+    except FileNotFoundError:
+        raise PipelineError(f"{path} does not exist in the workspace; run dvc repro") from None
+
+
+def _parse(text: str, source: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PipelineError(f"{source} is not valid JSON: {error}") from None
+
+
+def lookup(metrics: dict, metric: str, source: str) -> float:
+    value = metrics
+    for part in metric.split(".")[1:]:
+        if not isinstance(value, dict) or part not in value:
+            raise PipelineError(f"metric {metric} does not exist in {source}")
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PipelineError(f"metric {metric} in {source} is {value!r}; expected a number")
+    return float(value)
+
+
+def compare(tolerances: dict[str, float], revision: str) -> list[dict]:
+    """One row per metric: base and current value, change, and whether it passes."""
+    rows = []
+    for metric, tolerance in sorted(tolerances.items()):
+        path = metric_file(metric)
+        base = lookup(read_committed(revision, path), metric, f"{path} at {revision}")
+        now = lookup(read_workspace(path), metric, f"{path} in the workspace")
+        change = now - base
+        worsening = change if lower_is_better(metric) else -change
+        rows.append(
+            {
+                "metric": metric,
+                "base": base,
+                "now": now,
+                "change": change,
+                "tolerance": tolerance,
+                "passed": worsening <= tolerance + 1e-12,
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict], revision: str) -> str:
+    lines = [
+        f"Quality gate against `{revision}`",
+        "",
+        "| metric | base | now | change | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        direction = "lower is better" if lower_is_better(row["metric"]) else "higher is better"
+        verdict = "pass" if row["passed"] else "**FAIL**"
+        lines.append(
+            f"| {row['metric']} | {row['base']:.6g} | {row['now']:.6g} | {row['change']:+.6g} "
+            f"| {verdict} (tolerance {row['tolerance']:g}, {direction}) |"
+        )
+    return "\n".join(lines)
+
+
+def parse_tolerance(text: str) -> tuple[str, float]:
+    metric, separator, value = text.partition("=")
+    try:
+        tolerance = float(value)
+    except ValueError:
+        tolerance = -1.0
+    if not separator or not metric or not tolerance >= 0:
+        raise argparse.ArgumentTypeError(
+            f"--tolerance {text!r}: expected METRIC=NUMBER with a number >= 0, "
+            "e.g. evaluate.accuracy=0.005"
+        )
+    return metric, tolerance
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnistpipe.gate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--against",
+        required=True,
+        metavar="REV",
+        help="git revision whose committed metrics are the base",
+    )
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        type=parse_tolerance,
+        metavar="METRIC=NUMBER",
+        help="how much METRIC may get worse",
+    )
+    parser.add_argument(
+        "--params", default=str(paths.PARAMS), help="the params file with gate.tolerances"
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        tolerances = dict(load_params(arguments.params)["gate"]["tolerances"])
+        tolerances.update(dict(arguments.tolerance))
+        if not tolerances:
+            raise PipelineError(
+                "no metric to gate: gate.tolerances in params.yaml is empty "
+                "and no --tolerance was given"
+            )
+        rows = compare(tolerances, arguments.against)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(rows, arguments.against))
+    failed = [row["metric"] for row in rows if not row["passed"]]
+    if failed:
+        print(f"\ngate failed: {', '.join(failed)} got worse than allowed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

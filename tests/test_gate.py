@@ -1,0 +1,122 @@
+"""The quality gate against a git revision, in a temporary repository with two commits."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from mnistpipe.gate import main
+from tests.conftest import REPOSITORY
+
+
+def git(root, *arguments):
+    subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True)
+
+
+def write_metrics(root, accuracy, loss, disagreements=0):
+    metrics = root / "metrics"
+    metrics.mkdir(exist_ok=True)
+    evaluate = {"accuracy": accuracy, "loss": loss, "macro_avg": {"f1": accuracy - 0.001}}
+    (metrics / "evaluate.json").write_text(json.dumps(evaluate))
+    (metrics / "export.json").write_text(json.dumps({"argmax_disagreements": disagreements}))
+
+
+@pytest.fixture
+def repository(tmp_path, monkeypatch):
+    """A git repository whose first commit holds a run with accuracy 0.92 and loss 0.22."""
+    root = tmp_path / "repository"
+    root.mkdir()
+    (root / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    write_metrics(root, accuracy=0.92, loss=0.22)
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "base")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_a_small_drop_within_tolerance_passes_and_prints_the_table(repository, capsys):
+    write_metrics(repository, accuracy=0.917, loss=0.23)
+    assert main(["--against", "HEAD"]) == 0
+    table = capsys.readouterr().out
+    assert "| metric | base | now | change | verdict |" in table
+    assert "| evaluate.accuracy | 0.92 | 0.917 | -0.003 | pass (tolerance 0.005" in table
+    assert (
+        "| evaluate.loss | 0.22 | 0.23 | +0.01 | pass (tolerance 0.02, lower is better) |" in table
+    )
+
+
+def test_a_drop_beyond_tolerance_fails_naming_the_metric(repository, capsys):
+    write_metrics(repository, accuracy=0.91, loss=0.21)
+    assert main(["--against", "HEAD"]) == 1
+    captured = capsys.readouterr()
+    assert "| evaluate.accuracy | 0.92 | 0.91 | -0.01 | **FAIL** (tolerance 0.005" in captured.out
+    assert "| evaluate.loss | 0.22 | 0.21 | -0.01 | pass" in captured.out
+    assert "gate failed: evaluate.accuracy, evaluate.macro_avg.f1" in captured.err
+
+
+def test_a_flag_overrides_the_tolerance_from_params(repository):
+    write_metrics(repository, accuracy=0.91, loss=0.21)
+    arguments = [
+        "--against",
+        "HEAD",
+        "--tolerance",
+        "evaluate.accuracy=0.02",
+        "--tolerance",
+        "evaluate.macro_avg.f1=0.02",
+    ]
+    assert main(arguments) == 0
+
+
+def test_a_rising_loss_or_new_disagreement_fails(repository):
+    write_metrics(repository, accuracy=0.92, loss=0.25, disagreements=1)
+    assert main(["--against", "HEAD"]) == 1
+
+
+def test_the_base_is_read_from_git_not_from_a_file(repository):
+    """A second commit moves the workspace's base; HEAD~1 still gives the first."""
+    write_metrics(repository, accuracy=0.80, loss=0.5)
+    git(
+        repository,
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=t@example.org",
+        "commit",
+        "-qam",
+        "worse",
+    )
+    assert main(["--against", "HEAD"]) == 0
+    assert main(["--against", "HEAD~1"]) == 1
+
+
+def test_an_unknown_revision_is_a_clear_error(repository, capsys):
+    assert main(["--against", "no-such-branch"]) == 2
+    assert "revision 'no-such-branch' does not exist" in capsys.readouterr().err
+
+
+def test_an_unknown_metric_is_a_clear_error(repository, capsys):
+    assert main(["--against", "HEAD", "--tolerance", "evaluate.acuracy=0.1"]) == 2
+    assert "metric evaluate.acuracy does not exist in metrics/evaluate.json at HEAD" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_metrics_file_missing_at_the_revision_is_a_clear_error(repository, capsys):
+    (repository / "metrics" / "train.json").write_text(json.dumps({"accuracy": 0.9}))
+    assert main(["--against", "HEAD", "--tolerance", "train.accuracy=0.1"]) == 2
+    assert "metrics/train.json does not exist at revision 'HEAD'" in capsys.readouterr().err
+
+
+def test_a_malformed_tolerance_flag_is_refused(repository, capsys):
+    with pytest.raises(SystemExit):
+        main(["--against", "HEAD", "--tolerance", "evaluate.accuracy"])
+    assert "expected METRIC=NUMBER" in capsys.readouterr().err
+
+
+def test_tolerances_in_params_are_validated(repository):
+    params = yaml.safe_load((repository / "params.yaml").read_text())
+    params["gate"]["tolerances"]["evaluate.accuracy"] = -0.1
+    (repository / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["--against", "HEAD"]) == 2
