@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.idx import encode_idx
@@ -58,6 +59,14 @@ def write_mirror(
                 gzip.compress(content, compresslevel=compress_level, mtime=0)
             )
     return directory
+
+
+def set_params(root: Path, section: str, **values) -> None:
+    """Change keys of one section of ``root``/params.yaml."""
+    params_path = root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params[section].update(values)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST
+from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +43,6 @@ def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedPr
 
 def dvc(root: Path, *arguments: str) -> str:
     return run(root, sys.executable, "-m", "dvc", *arguments).stdout
-
-
-def set_params(root: Path, section: str, **values) -> None:
-    params_path = root / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params[section].update(values)
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def git_commit(root: Path, message: str) -> None:

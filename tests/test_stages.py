@@ -12,7 +12,7 @@ from mnistpipe import paths
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.serving import load_serving_function
-from tests.conftest import REPOSITORY, write_mirror
+from tests.conftest import REPOSITORY, set_params, write_mirror
 
 
 def run_stage_main(name):
@@ -33,12 +33,6 @@ def project(tmp_path, monkeypatch, synthetic_dataset, synthetic_files):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(root)
     return root
-
-
-def set_params(root, section, **values):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_files):
