@@ -115,6 +115,23 @@ def test_a_malformed_tolerance_flag_is_refused(repository, capsys):
     assert "expected METRIC=NUMBER" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("accuracy=0.1", "has metric 'accuracy'; expected FILE.KEY"),
+        (
+            "evaluate.accuracy=-0.1",
+            "--tolerance.evaluate.accuracy is -0.1; expected a number in [0",
+        ),
+        ("evaluate.accuracy=a lot", "expected METRIC=NUMBER"),
+    ],
+)
+def test_a_tolerance_flag_is_checked_like_the_params(repository, capsys, flag, message):
+    with pytest.raises(SystemExit):
+        main(["--against", "HEAD", "--tolerance", flag])
+    assert message in capsys.readouterr().err
+
+
 def test_tolerances_in_params_are_validated(repository):
     params = yaml.safe_load((repository / "params.yaml").read_text())
     params["gate"]["tolerances"]["evaluate.accuracy"] = -0.1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mnistpipe import paths
 from mnistpipe.errors import PipelineError
-from mnistpipe.params import load_params
+from mnistpipe.params import Tolerances, load_params
 
 # For these metrics smaller is better; for every other one, larger is better.
 LOWER_IS_BETTER_SUFFIXES = ("loss", "disagreements", "difference")
@@ -36,10 +36,13 @@ def _git(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *arguments], capture_output=True, text=True)
 
 
-def read_committed(revision: str, path: Path) -> dict:
-    """The JSON file ``path`` as committed at ``revision``, read from git itself."""
+def check_revision(revision: str) -> None:
     if _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").returncode != 0:
         raise PipelineError(f"revision {revision!r} does not exist in this git repository")
+
+
+def read_committed(revision: str, path: Path) -> dict:
+    """The JSON file ``path`` as committed at ``revision``, read from git itself."""
     shown = _git("show", f"{revision}:{path.as_posix()}")
     if shown.returncode != 0:
         raise PipelineError(f"{path} does not exist at revision {revision!r}")
@@ -73,11 +76,17 @@ def lookup(metrics: dict, metric: str, source: str) -> float:
 
 def compare(tolerances: dict[str, float], revision: str) -> list[dict]:
     """One row per metric: base and current value, change, and whether it passes."""
+    check_revision(revision)
+    # Several metrics share a file: read each file once from git and once from disk.
+    files = {}
+    for path in sorted({metric_file(metric) for metric in tolerances}):
+        files[path] = (read_committed(revision, path), read_workspace(path))
     rows = []
     for metric, tolerance in sorted(tolerances.items()):
         path = metric_file(metric)
-        base = lookup(read_committed(revision, path), metric, f"{path} at {revision}")
-        now = lookup(read_workspace(path), metric, f"{path} in the workspace")
+        base_metrics, workspace_metrics = files[path]
+        base = lookup(base_metrics, metric, f"{path} at {revision}")
+        now = lookup(workspace_metrics, metric, f"{path} in the workspace")
         change = now - base
         worsening = change if lower_is_better(metric) else -change
         rows.append(
@@ -111,17 +120,20 @@ def markdown_table(rows: list[dict], revision: str) -> str:
 
 
 def parse_tolerance(text: str) -> tuple[str, float]:
+    """``METRIC=NUMBER`` from the command line, checked by the same rule as gate.tolerances."""
     metric, separator, value = text.partition("=")
     try:
+        if not separator:
+            raise ValueError
         tolerance = float(value)
     except ValueError:
-        tolerance = -1.0
-    if not separator or not metric or not tolerance >= 0:
         raise argparse.ArgumentTypeError(
-            f"--tolerance {text!r}: expected METRIC=NUMBER with a number >= 0, "
-            "e.g. evaluate.accuracy=0.005"
-        )
-    return metric, tolerance
+            f"--tolerance {text!r}: expected METRIC=NUMBER, e.g. evaluate.accuracy=0.005"
+        ) from None
+    try:
+        return next(iter(Tolerances().check("--tolerance", {metric: tolerance}).items()))
+    except PipelineError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
