@@ -18,7 +18,7 @@ AGAINST ?= main
 BASE ?= main
 REPORT ?= ci-report.md
 
-.PHONY: help setup system-packages run test lint gate ci ci-report clean
+.PHONY: help setup system-packages run test lint bench gate ci ci-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,7 +51,10 @@ test: setup ## Run the test suite (unit tests and one end-to-end dvc repro)
 	python -m pytest
 
 lint: setup ## Check the code with ruff
-	ruff check src stages tests
+	ruff check src stages tests bench
+
+bench: setup ## Time the tutorial's code against the pipeline in one run (about 15 min); bench/results.json
+	python bench/benchmark.py
 
 gate: setup ## Compare the metrics with those committed at AGAINST (default main); fail if one got worse
 	python -m mnistpipe.gate --against $(AGAINST)

@@ -7,16 +7,8 @@ from mnistpipe.data import load_split
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_path, write_csv, write_json
 from mnistpipe.lineage import directory_sha256, library_versions
-from mnistpipe.models import build_model
 from mnistpipe.params import load_params
-from mnistpipe.training import (
-    make_datasets,
-    make_learning_rate,
-    make_optimizer,
-    seed_everything,
-    train,
-    weights_sha256,
-)
+from mnistpipe.training import seed_everything, train_from_params, weights_sha256
 
 
 def main() -> str:
@@ -26,20 +18,8 @@ def main() -> str:
 
     train_split = load_split(paths.PREPARED, "train")
     val_split = load_split(paths.PREPARED, "val")
-    train_dataset, val_dataset = make_datasets(
-        train_split, val_split, settings["batch_size"], settings["shuffle_buffer"], params["seed"]
-    )
-    model = build_model(settings["model"], settings["dropout"])
-    steps_per_epoch = -(-len(train_split[1]) // settings["batch_size"])
-    learning_rate = make_learning_rate(
-        settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
-    )
-    optimizer = make_optimizer(settings["optimizer"], learning_rate)
-
     started = time.perf_counter()
-    history = train(
-        model, optimizer, settings["loop"], train_dataset, val_dataset, settings["epochs"]
-    )
+    model, history = train_from_params(settings, params["seed"], train_split, val_split)
     seconds = time.perf_counter() - started
 
     with atomic_path(paths.MODEL, suffix=".keras") as temporary:

@@ -126,7 +126,7 @@ def test_ci_report_prints_params_diff_metrics_diff_and_the_gate_verdict(project)
     result = run(root, "make", "--no-print-directory", "ci-report", "BASE=HEAD")
     report = result.stdout
     assert "## Params against `HEAD`" in report
-    assert re.search(r"\| params\.yaml +\| train\.learning_rate +\| 0\.001 +\| 0\.003 +\|", report)
+    assert re.search(r"\| params\.yaml +\| train\.learning_rate +\| 0\.002 +\| 0\.003 +\|", report)
     assert "## Metrics against `HEAD`" in report
     assert re.search(r"\| metrics/train\.json +\| accuracy +\|", report)
     assert "| evaluate.accuracy |" in report and "| pass (tolerance 1," in report

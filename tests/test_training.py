@@ -14,6 +14,7 @@ from mnistpipe.training import (
     make_optimizer,
     seed_everything,
     train,
+    train_from_params,
     weights_sha256,
 )
 from tests.conftest import synthetic_split
@@ -101,3 +102,87 @@ def test_only_keras_files_are_loaded(tmp_path):
 def test_a_diverging_run_stops_with_a_clear_error():
     with pytest.raises(PipelineError, match=r"training diverged: loss is (nan|inf) after epoch 1"):
         run_training("mlp", "custom", epochs=1, optimizer="sgd", learning_rate=1e12)
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.append(("begin", epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.events.append(("end", epoch, sorted(logs)))
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_train_from_params_builds_what_the_params_name_and_calls_back_each_epoch(loop):
+    settings = {
+        "model": "mlp",
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "lr_schedule": "cosine",
+        "batch_size": 64,
+        "epochs": 2,
+        "shuffle_buffer": 0,
+        "augment": "flip",
+        "loop": loop,
+        "dropout": 0.1,
+        "deterministic": True,
+        "jit_compile": False,
+    }
+    seed_everything(5, deterministic=True)
+    recorder = _EpochRecorder()
+    model, history = train_from_params(settings, 5, *small_splits(), callbacks=[recorder])
+    assert model.name == "mlp"
+    assert len(history["val_accuracy"]) == 2
+    assert [event[:2] for event in recorder.events] == [
+        ("begin", 0),
+        ("end", 0),
+        ("begin", 1),
+        ("end", 1),
+    ]
+    assert set(HISTORY_KEYS) <= set(recorder.events[-1][2])
+
+
+def test_xla_with_op_determinism_is_refused_rather_than_quietly_dropped():
+    settings = {
+        "model": "quickstart_cnn",
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "lr_schedule": "constant",
+        "batch_size": 64,
+        "epochs": 1,
+        "shuffle_buffer": 0,
+        "augment": "none",
+        "loop": "fit",
+        "dropout": 0.0,
+        "deterministic": True,
+        "jit_compile": True,
+    }
+    with pytest.raises(PipelineError, match="train.jit_compile is true and train.deterministic"):
+        train_from_params(settings, 5, *small_splits())
+
+
+def test_flip_augmentation_mirrors_about_half_of_each_batch_the_same_way_on_every_rerun():
+    images = np.arange(64 * 28 * 28, dtype=np.float32).reshape(64, 28, 28, 1)
+    labels = np.arange(64)
+
+    def flipped_labels():
+        train_dataset, _ = make_datasets(
+            (images, labels), (images[:8], labels[:8]), 64, 0, 3, "flip"
+        )
+        ((batch_images, batch_labels),) = list(train_dataset)
+        batch_images, batch_labels = batch_images.numpy(), batch_labels.numpy()
+        flipped = []
+        for image, label in zip(batch_images, batch_labels, strict=True):
+            if np.array_equal(image, images[label][:, ::-1]):
+                flipped.append(int(label))
+            else:
+                np.testing.assert_array_equal(image, images[label])
+        return flipped
+
+    first = flipped_labels()
+    assert 16 <= len(first) <= 48
+    assert flipped_labels() == first

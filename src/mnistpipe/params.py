@@ -20,6 +20,7 @@ MODELS = ("convnet", "mlp", "quickstart_cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOOPS = ("fit", "custom")
 SCHEDULES = ("cosine", "constant")
+AUGMENTATIONS = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,11 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Integer(minimum=1),
         "epochs": Integer(minimum=1),
         "shuffle_buffer": Integer(minimum=0),
+        "augment": Choice(AUGMENTATIONS),
         "loop": Choice(LOOPS),
         "dropout": Number(0.0, 1.0, exclusive_maximum=True),
         "deterministic": Flag(),
+        "jit_compile": Flag(),
     },
     "evaluate": {
         "min_accuracy": Number(0.0, 1.0),

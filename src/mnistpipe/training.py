@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistpipe.errors import PipelineError
+from mnistpipe.models import build_model
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -53,11 +54,12 @@ def make_loss() -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int):
+def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int, augment="none"):
     """tf.data pipelines as in the quickstart: shuffled, batched training data; batched validation.
 
     ``shuffle_buffer`` 0 shuffles over the whole training set (a true
     permutation each epoch); the shuffle is seeded so reruns see the same order.
+    ``augment`` "flip" mirrors a random half of each training batch left to right.
     """
     train_images, train_labels = train
     buffer = shuffle_buffer or len(train_images)
@@ -65,12 +67,27 @@ def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int):
         tf.data.Dataset.from_tensor_slices((train_images, train_labels))
         .shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
     )
-    val_dataset = (
-        tf.data.Dataset.from_tensor_slices(val).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    )
-    return train_dataset, val_dataset
+    if augment == "flip":
+        # One stateless seed pair a batch, from a seeded stream that differs each
+        # epoch: the flips are random, yet the same on every rerun.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        train_dataset = tf.data.Dataset.zip((train_dataset, seeds)).map(
+            _flip_random_half, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    elif augment != "none":
+        raise PipelineError(f"train.augment is {augment!r}; expected one of: none, flip")
+    val_dataset = tf.data.Dataset.from_tensor_slices(val).batch(batch_size)
+    return train_dataset.prefetch(tf.data.AUTOTUNE), val_dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _flip_random_half(batch, seed_pair):
+    # Fashion-MNIST's classes look the same mirrored (a shoe pointing left is
+    # still a shoe), so mirroring adds examples without changing any label.
+    images, labels = batch
+    flip = tf.random.stateless_uniform(tf.shape(labels)[:1], seed=seed_pair) < 0.5
+    images = tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, [2]), images)
+    return images, labels
 
 
 class _StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -104,8 +121,14 @@ class _EpochLine(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}/{self.epochs}: {figures} ({seconds:.1f} s)", flush=True)
 
 
-def train_with_fit(model, optimizer, train_dataset, val_dataset, epochs: int) -> dict:
-    model.compile(optimizer=optimizer, loss=make_loss(), metrics=["accuracy"])
+def train_with_fit(
+    model, optimizer, train_dataset, val_dataset, epochs: int, callbacks=(), jit_compile=False
+) -> dict:
+    # Keras turns XLA on by itself only when a GPU is visible; on CPU it did not
+    # speed these models up (bench/), so the choice is the params' and explicit.
+    model.compile(
+        optimizer=optimizer, loss=make_loss(), metrics=["accuracy"], jit_compile=jit_compile
+    )
     history = model.fit(
         train_dataset,
         validation_data=val_dataset,
@@ -113,13 +136,18 @@ def train_with_fit(model, optimizer, train_dataset, val_dataset, epochs: int) ->
         # The dataset is already shuffled with a seed; Keras would only warn.
         shuffle=False,
         verbose=0,
-        callbacks=[_StopOnNonFiniteLoss(), _EpochLine(epochs)],
+        callbacks=[_StopOnNonFiniteLoss(), _EpochLine(epochs), *callbacks],
     )
     return {key: [float(value) for value in history.history[key]] for key in HISTORY_KEYS}
 
 
-def train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs: int) -> dict:
-    """The quickstart's loop: tf.function train and test steps around a GradientTape."""
+def train_with_custom_loop(
+    model, optimizer, train_dataset, val_dataset, epochs: int, callbacks=(), jit_compile=False
+) -> dict:
+    """The quickstart's loop: tf.function train and test steps around a GradientTape.
+
+    ``callbacks`` get ``on_epoch_begin`` and ``on_epoch_end`` as under ``fit``.
+    """
     loss_object = make_loss()
     train_loss = keras.metrics.Mean(name="loss")
     train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -128,7 +156,7 @@ def train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs:
     # Create the optimizer's slots outside tf.function, where variables may be made.
     optimizer.build(model.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step(images, labels):
         with tf.GradientTape() as tape:
             predictions = model(images, training=True)
@@ -140,17 +168,17 @@ def train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs:
         train_loss.update_state(loss, sample_weight=tf.shape(labels)[0])
         train_accuracy.update_state(labels, predictions)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def test_step(images, labels):
         predictions = model(images, training=False)
         val_loss.update_state(loss_object(labels, predictions), sample_weight=tf.shape(labels)[0])
         val_accuracy.update_state(labels, predictions)
 
     history = {key: [] for key in HISTORY_KEYS}
-    progress = _EpochLine(epochs)
+    callback_list = keras.callbacks.CallbackList([_EpochLine(epochs), *callbacks], model=model)
     metrics = (train_loss, train_accuracy, val_loss, val_accuracy)
     for epoch in range(epochs):
-        progress.on_epoch_begin(epoch)
+        callback_list.on_epoch_begin(epoch)
         for metric in metrics:
             metric.reset_state()
         for images, labels in train_dataset:
@@ -159,18 +187,61 @@ def train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs:
             test_step(images, labels)
         logs = {metric.name: float(metric.result()) for metric in metrics}
         _check_finite(epoch, logs)
-        progress.on_epoch_end(epoch, logs)
+        callback_list.on_epoch_end(epoch, logs)
         for key in HISTORY_KEYS:
             history[key].append(logs[key])
     return history
 
 
-def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int) -> dict:
+def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int, **options) -> dict:
+    """Train with the ``loop`` the params name; ``options`` are callbacks and jit_compile."""
     if loop == "fit":
-        return train_with_fit(model, optimizer, train_dataset, val_dataset, epochs)
+        return train_with_fit(model, optimizer, train_dataset, val_dataset, epochs, **options)
     if loop == "custom":
-        return train_with_custom_loop(model, optimizer, train_dataset, val_dataset, epochs)
+        return train_with_custom_loop(
+            model, optimizer, train_dataset, val_dataset, epochs, **options
+        )
     raise PipelineError(f"train.loop is {loop!r}; expected one of: fit, custom")
+
+
+def train_from_params(settings: dict, seed: int, train_split, val_split, callbacks=()):
+    """Build what the params' ``train`` section names, train it, return (model, history).
+
+    The train stage and the benchmark both call this, so the benchmark measures
+    exactly the stage's model, input pipeline, optimizer and loop.
+    """
+    if settings["jit_compile"] and settings["deterministic"]:
+        # Keras would quietly train without XLA: TensorFlow's op determinism has no
+        # XLA kernels.
+        raise PipelineError(
+            "train.jit_compile is true and train.deterministic is true; XLA cannot run "
+            "deterministically, so set one of them to false"
+        )
+    train_dataset, val_dataset = make_datasets(
+        train_split,
+        val_split,
+        settings["batch_size"],
+        settings["shuffle_buffer"],
+        seed,
+        settings["augment"],
+    )
+    model = build_model(settings["model"], settings["dropout"])
+    steps_per_epoch = -(-len(train_split[1]) // settings["batch_size"])
+    learning_rate = make_learning_rate(
+        settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
+    )
+    optimizer = make_optimizer(settings["optimizer"], learning_rate)
+    history = train(
+        model,
+        optimizer,
+        settings["loop"],
+        train_dataset,
+        val_dataset,
+        settings["epochs"],
+        callbacks=callbacks,
+        jit_compile=settings["jit_compile"],
+    )
+    return model, history
 
 
 def weights_sha256(model: keras.Model) -> str:
