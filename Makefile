@@ -53,7 +53,7 @@ test: setup ## Run the test suite (unit tests and one end-to-end dvc repro)
 lint: setup ## Check the code with ruff
 	ruff check src stages tests bench
 
-bench: setup ## Time the tutorial's code against the pipeline in one run (about 15 min); bench/results.json
+bench: setup ## Time the tutorial's code against the pipeline in one run (about 10 min); bench/results.json
 	python bench/benchmark.py
 
 gate: setup ## Compare the metrics with those committed at AGAINST (default main); fail if one got worse

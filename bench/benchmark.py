@@ -163,14 +163,19 @@ class Arm:
         figures = self.epochs[epoch]
         return figures["images"] / figures["seconds"]
 
+    def epochs_to(self, accuracy: float) -> int | None:
+        """The first epoch (counted from 1) whose test accuracy reached ``accuracy``."""
+        for epoch, figures in enumerate(self.epochs, start=1):
+            if figures["test_accuracy"] >= accuracy:
+                return epoch
+        return None
+
     def seconds_to(self, accuracy: float) -> float | None:
         """Training seconds, warm-up included, until the test accuracy reached ``accuracy``."""
-        total = 0.0
-        for figures in self.epochs:
-            total += figures["seconds"]
-            if figures["test_accuracy"] >= accuracy:
-                return total
-        return None
+        epochs = self.epochs_to(accuracy)
+        if epochs is None:
+            return None
+        return sum(figures["seconds"] for figures in self.epochs[:epochs])
 
 
 def tutorial_arm(arm: Arm, load_data, epochs: int, seed: int) -> None:
@@ -268,7 +273,7 @@ def compare_training(root: Path, epochs: int) -> dict:
         tutorial = arms["tutorial"]
         if len(tutorial.epochs) < epochs or len(arm.epochs) < epochs:
             return False
-        return arm.seconds_to(tutorial.epochs[-1]["test_accuracy"]) is not None
+        return arm.epochs_to(tutorial.epochs[-1]["test_accuracy"]) is not None
 
     print(f"training, arms alternated epoch by epoch: {', '.join(names)}", flush=True)
     run_arms(
@@ -283,7 +288,7 @@ def compare_training(root: Path, epochs: int) -> dict:
             ),
         },
     )
-    return {"arms": arms, "epochs": epochs, "quickstart_settings": quickstart_settings}
+    return {"arms": arms, "epochs": epochs}
 
 
 def summarize_training(training: dict) -> dict:
@@ -294,19 +299,8 @@ def summarize_training(training: dict) -> dict:
         quickstart.images_per_second(epoch) / tutorial.images_per_second(epoch) for epoch in rounds
     ]
     target = tutorial.epochs[-1]["test_accuracy"]
-    tutorial_epochs = next(
-        index + 1
-        for index, figures in enumerate(tutorial.epochs)
-        if figures["test_accuracy"] >= target
-    )
-    default_epochs = next(
-        (
-            index + 1
-            for index, figures in enumerate(default.epochs)
-            if figures["test_accuracy"] >= target
-        ),
-        None,
-    )
+    tutorial_epochs = tutorial.epochs_to(target)
+    default_epochs = default.epochs_to(target)
     # Time to accuracy inside each round: the epochs each arm needed, times the
     # length of its epoch in that round, plus each arm's own warm-up epoch.
     time_to_accuracy_ratios = []
