@@ -19,7 +19,10 @@ def main() -> str:
     train_split = load_split(paths.PREPARED, "train")
     val_split = load_split(paths.PREPARED, "val")
     started = time.perf_counter()
-    model, history = train_from_params(settings, params["seed"], train_split, val_split)
+    # Saved at every epoch end: a run killed part way resumes where it stopped.
+    model, history = train_from_params(
+        settings, params["seed"], train_split, val_split, checkpoint_path=paths.CHECKPOINT
+    )
     seconds = time.perf_counter() - started
 
     with atomic_path(paths.MODEL, suffix=".keras") as temporary:
@@ -58,6 +61,8 @@ def main() -> str:
             "images_per_second": round(images / seconds, 1),
         },
     )
+    # Every output is written; a rerun (dvc repro -f) should train from scratch.
+    paths.CHECKPOINT.unlink(missing_ok=True)
     return (
         f"train: {settings['model']} val_accuracy {final['val_accuracy']:.4f}, "
         f"wrote {paths.MODEL} and {paths.TRAIN_METRICS}, {images / seconds:.0f} images/s"

@@ -57,6 +57,8 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     )
     assert len(paths.HISTORY_PLOT.read_text().splitlines()) == 3
     assert paths.MODEL.is_file()
+    # The resume point goes once the outputs are written: a forced rerun starts over.
+    assert not paths.CHECKPOINT.exists()
 
     run_stage_main("evaluate")
     report = json.loads(paths.EVALUATE_METRICS.read_text())

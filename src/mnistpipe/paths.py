@@ -20,3 +20,5 @@ EXPORT_METRICS = METRICS / "export.json"
 TRAIN_TIMING = Path("logs/train_timing.json")
 HISTORY_PLOT = Path("plots/history.csv")
 PREDICTIONS_PLOT = Path("plots/predictions.csv")
+# Not a DVC output: it must outlive a killed run, which DVC would clean up.
+CHECKPOINT = Path("checkpoints/train.npz")

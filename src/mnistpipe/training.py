@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnistpipe.checkpoint import Checkpoint, fingerprint
 from mnistpipe.errors import PipelineError
 from mnistpipe.models import build_model
 
@@ -122,7 +123,14 @@ class _EpochLine(keras.callbacks.Callback):
 
 
 def train_with_fit(
-    model, optimizer, train_dataset, val_dataset, epochs: int, callbacks=(), jit_compile=False
+    model,
+    optimizer,
+    train_dataset,
+    val_dataset,
+    epochs: int,
+    callbacks=(),
+    jit_compile=False,
+    initial_epoch=0,
 ) -> dict:
     # Keras turns XLA on by itself only when a GPU is visible; on CPU it did not
     # speed these models up (bench/), so the choice is the params' and explicit.
@@ -133,6 +141,7 @@ def train_with_fit(
         train_dataset,
         validation_data=val_dataset,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         # The dataset is already shuffled with a seed; Keras would only warn.
         shuffle=False,
         verbose=0,
@@ -142,19 +151,29 @@ def train_with_fit(
 
 
 def train_with_custom_loop(
-    model, optimizer, train_dataset, val_dataset, epochs: int, callbacks=(), jit_compile=False
+    model,
+    optimizer,
+    train_dataset,
+    val_dataset,
+    epochs: int,
+    callbacks=(),
+    jit_compile=False,
+    initial_epoch=0,
 ) -> dict:
     """The quickstart's loop: tf.function train and test steps around a GradientTape.
 
-    ``callbacks`` get ``on_epoch_begin`` and ``on_epoch_end`` as under ``fit``.
+    ``callbacks`` get ``on_epoch_begin`` and ``on_epoch_end`` as under ``fit``;
+    ``initial_epoch`` is the number of epochs done already, as under ``fit``.
     """
     loss_object = make_loss()
     train_loss = keras.metrics.Mean(name="loss")
     train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     val_loss = keras.metrics.Mean(name="val_loss")
     val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
-    # Create the optimizer's slots outside tf.function, where variables may be made.
-    optimizer.build(model.trainable_variables)
+    # Create the optimizer's slots outside tf.function, where variables may be made
+    # (unless a resumed run built them to restore them).
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
 
     @tf.function(jit_compile=jit_compile)
     def train_step(images, labels):
@@ -177,7 +196,7 @@ def train_with_custom_loop(
     history = {key: [] for key in HISTORY_KEYS}
     callback_list = keras.callbacks.CallbackList([_EpochLine(epochs), *callbacks], model=model)
     metrics = (train_loss, train_accuracy, val_loss, val_accuracy)
-    for epoch in range(epochs):
+    for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
         for metric in metrics:
             metric.reset_state()
@@ -194,7 +213,10 @@ def train_with_custom_loop(
 
 
 def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int, **options) -> dict:
-    """Train with the ``loop`` the params name; ``options`` are callbacks and jit_compile."""
+    """Train with the ``loop`` the params name.
+
+    ``options`` are callbacks, jit_compile and initial_epoch.
+    """
     if loop == "fit":
         return train_with_fit(model, optimizer, train_dataset, val_dataset, epochs, **options)
     if loop == "custom":
@@ -204,11 +226,16 @@ def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int, 
     raise PipelineError(f"train.loop is {loop!r}; expected one of: fit, custom")
 
 
-def train_from_params(settings: dict, seed: int, train_split, val_split, callbacks=()):
+def train_from_params(
+    settings: dict, seed: int, train_split, val_split, callbacks=(), checkpoint_path=None
+):
     """Build what the params' ``train`` section names, train it, return (model, history).
 
     The train stage and the benchmark both call this, so the benchmark measures
     exactly the stage's model, input pipeline, optimizer and loop.
+    With ``checkpoint_path`` the state is saved there at every epoch end, and a
+    run killed part way resumes from its last finished epoch; with deterministic
+    settings it then ends with the same weights as a run never interrupted.
     """
     if settings["jit_compile"] and settings["deterministic"]:
         # Keras would quietly train without XLA: TensorFlow's op determinism has no
@@ -231,17 +258,50 @@ def train_from_params(settings: dict, seed: int, train_split, val_split, callbac
         settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
     )
     optimizer = make_optimizer(settings["optimizer"], learning_rate)
-    history = train(
-        model,
-        optimizer,
-        settings["loop"],
-        train_dataset,
-        val_dataset,
-        settings["epochs"],
-        callbacks=callbacks,
-        jit_compile=settings["jit_compile"],
-    )
+    epochs_done, history = 0, {key: [] for key in HISTORY_KEYS}
+    if checkpoint_path is not None:
+        checkpoint = Checkpoint(
+            checkpoint_path, fingerprint(settings, seed, train_split, val_split)
+        )
+        # Restoring needs the optimizer's variables to exist before training.
+        optimizer.build(model.trainable_variables)
+        epochs_done, restored = checkpoint.restore(model, optimizer)
+        history.update(restored)
+        _skip_epochs(train_dataset, epochs_done, settings["loop"])
+        callbacks = [*callbacks, checkpoint.callback(model, optimizer, history)]
+    if epochs_done < settings["epochs"]:
+        new_history = train(
+            model,
+            optimizer,
+            settings["loop"],
+            train_dataset,
+            val_dataset,
+            settings["epochs"],
+            callbacks=callbacks,
+            jit_compile=settings["jit_compile"],
+            initial_epoch=epochs_done,
+        )
+        for key in HISTORY_KEYS:
+            history[key] = [*history[key], *new_history[key]]
     return model, history
+
+
+# How many iterators each loop makes over the training data an epoch. Keras'
+# EpochIterator (keras 3.15) makes one at the start of each epoch and, when the
+# epoch's batches run out, one more that the next epoch then replaces.
+_ITERATORS_PER_EPOCH = {"fit": 2, "custom": 1}
+
+
+def _skip_epochs(train_dataset, epochs: int, loop: str) -> None:
+    """Move the seeded shuffle and flips on by ``epochs``, as if those epochs had run.
+
+    Each iterator made over the dataset draws a new shuffle order and new flip
+    seeds when it is created, so making and dropping as many as the loop made
+    in ``epochs`` epochs gives a resumed run the very batches that the
+    uninterrupted run saw next (tests/test_checkpoint.py checks it, both loops).
+    """
+    for _ in range(epochs * _ITERATORS_PER_EPOCH[loop]):
+        iter(train_dataset)
 
 
 def weights_sha256(model: keras.Model) -> str:

@@ -1,0 +1,161 @@
+"""Resuming training from the checkpoint of its last finished epoch."""
+
+import keras
+import numpy as np
+import pytest
+
+from mnistpipe.checkpoint import Checkpoint
+from mnistpipe.training import seed_everything, train_from_params, weights_sha256
+from tests.test_training import small_splits
+
+SEED = 11
+
+
+def settings_for(model_name, loop, **changes):
+    return {
+        "model": model_name,
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "lr_schedule": "cosine",
+        "batch_size": 64,
+        "epochs": 3,
+        "shuffle_buffer": 0,
+        "augment": "flip",
+        "loop": loop,
+        # Dropout makes the test fail unless its random state is restored too.
+        "dropout": 0.2,
+        "deterministic": True,
+        "jit_compile": False,
+        **changes,
+    }
+
+
+class Interrupted(Exception):
+    pass
+
+
+class _InterruptAtEpoch(keras.callbacks.Callback):
+    """Stops training as a kill would: after ``epoch`` epochs were finished and saved."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupted
+
+
+def train_run(settings, checkpoint_path=None, callbacks=()):
+    # Each run starts as a fresh process would: seeds set, the model built anew.
+    seed_everything(SEED, deterministic=True)
+    return train_from_params(
+        settings, SEED, *small_splits(), callbacks=callbacks, checkpoint_path=checkpoint_path
+    )
+
+
+@pytest.mark.parametrize(("model_name", "loop"), [("convnet", "fit"), ("mlp", "custom")])
+def test_a_resumed_run_ends_with_the_weights_and_history_of_an_uninterrupted_one(
+    tmp_path, capsys, model_name, loop
+):
+    settings = settings_for(model_name, loop)
+    model, history = train_run(settings)
+    checkpoint_path = tmp_path / "train.npz"
+    with pytest.raises(Interrupted):
+        train_run(settings, checkpoint_path, callbacks=[_InterruptAtEpoch(2)])
+    assert checkpoint_path.exists()
+
+    resumed_model, resumed_history = train_run(settings, checkpoint_path)
+
+    assert f"resuming from {checkpoint_path} after epoch 2" in capsys.readouterr().out
+    assert resumed_history == history
+    assert weights_sha256(resumed_model) == weights_sha256(model)
+
+
+def test_a_run_that_finished_all_its_epochs_before_the_kill_trains_no_more(tmp_path):
+    settings = settings_for("mlp", "fit", epochs=2)
+    checkpoint_path = tmp_path / "train.npz"
+    model, history = train_run(settings, checkpoint_path)
+    recorder = _InterruptAtEpoch(0)  # any epoch started would raise
+
+    again, again_history = train_run(settings, checkpoint_path, callbacks=[recorder])
+
+    assert again_history == history
+    assert weights_sha256(again) == weights_sha256(model)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"not a checkpoint at all", id="garbage"),
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: b"", id="empty"),
+        # A flipped byte inside an array: the zip's CRC check finds it.
+        pytest.param(lambda data: data[:400] + bytes([data[400] ^ 0xFF]) + data[401:], id="bitflip"),
+    ],
+)
+def test_a_corrupt_checkpoint_is_reported_and_training_starts_over(tmp_path, capsys, damage):
+    settings = settings_for("mlp", "fit")
+    model, history = train_run(settings)
+    checkpoint_path = tmp_path / "train.npz"
+    with pytest.raises(Interrupted):
+        train_run(settings, checkpoint_path, callbacks=[_InterruptAtEpoch(2)])
+    checkpoint_path.write_bytes(damage(checkpoint_path.read_bytes()))
+    capsys.readouterr()
+
+    restarted, restarted_history = train_run(settings, checkpoint_path)
+
+    err = capsys.readouterr().err
+    assert f"warning: ignoring the checkpoint {checkpoint_path}: it cannot be read" in err
+    assert "training from epoch 1" in err
+    assert restarted_history == history
+    assert weights_sha256(restarted) == weights_sha256(model)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"learning_rate": 0.002}, {"epochs": 4}, {"dropout": 0.1}], ids=str
+)
+def test_a_checkpoint_from_other_params_is_discarded(tmp_path, capsys, changes):
+    checkpoint_path = tmp_path / "train.npz"
+    with pytest.raises(Interrupted):
+        train_run(settings_for("mlp", "fit"), checkpoint_path, callbacks=[_InterruptAtEpoch(2)])
+    changed = settings_for("mlp", "fit", **changes)
+    capsys.readouterr()
+
+    _, history = train_run(changed, checkpoint_path)
+
+    assert "belongs to a run with other params, data or library versions" in (
+        capsys.readouterr().err
+    )
+    assert len(history["loss"]) == changed["epochs"]
+
+
+def test_a_checkpoint_of_other_data_is_discarded(tmp_path, capsys):
+    settings = settings_for("mlp", "fit")
+    train_split, val_split = small_splits()
+    checkpoint = Checkpoint(tmp_path / "train.npz", "0" * 64)
+    seed_everything(SEED, deterministic=True)
+    with pytest.raises(Interrupted):
+        train_from_params(
+            settings,
+            SEED,
+            train_split,
+            val_split,
+            callbacks=[_InterruptAtEpoch(1)],
+            checkpoint_path=checkpoint.path,
+        )
+    changed_labels = train_split[1].copy()
+    changed_labels[0] = (changed_labels[0] + 1) % 10
+    seed_everything(SEED, deterministic=True)
+    _, history = train_from_params(
+        settings, SEED, (train_split[0], changed_labels), val_split, checkpoint_path=checkpoint.path
+    )
+    assert "belongs to a run with other params, data" in capsys.readouterr().err
+    assert len(history["loss"]) == 3
+
+
+def test_the_checkpoint_holds_plain_arrays_only(tmp_path):
+    checkpoint_path = tmp_path / "train.npz"
+    train_run(settings_for("mlp", "fit", epochs=1), checkpoint_path)
+    with np.load(checkpoint_path, allow_pickle=False) as archive:
+        assert all(archive[name].dtype != object for name in archive.files)
