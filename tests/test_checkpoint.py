@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from mnistpipe.checkpoint import Checkpoint
 from mnistpipe.training import seed_everything, train_from_params, weights_sha256
 from tests.test_training import small_splits
 
@@ -91,7 +90,9 @@ def test_a_run_that_finished_all_its_epochs_before_the_kill_trains_no_more(tmp_p
         pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
         pytest.param(lambda data: b"", id="empty"),
         # A flipped byte inside an array: the zip's CRC check finds it.
-        pytest.param(lambda data: data[:400] + bytes([data[400] ^ 0xFF]) + data[401:], id="bitflip"),
+        pytest.param(
+            lambda data: data[:400] + bytes([data[400] ^ 0xFF]) + data[401:], id="bitflip"
+        ),
     ],
 )
 def test_a_corrupt_checkpoint_is_reported_and_training_starts_over(tmp_path, capsys, damage):
@@ -132,24 +133,17 @@ def test_a_checkpoint_from_other_params_is_discarded(tmp_path, capsys, changes):
 
 def test_a_checkpoint_of_other_data_is_discarded(tmp_path, capsys):
     settings = settings_for("mlp", "fit")
-    train_split, val_split = small_splits()
-    checkpoint = Checkpoint(tmp_path / "train.npz", "0" * 64)
-    seed_everything(SEED, deterministic=True)
+    checkpoint_path = tmp_path / "train.npz"
     with pytest.raises(Interrupted):
-        train_from_params(
-            settings,
-            SEED,
-            train_split,
-            val_split,
-            callbacks=[_InterruptAtEpoch(1)],
-            checkpoint_path=checkpoint.path,
-        )
-    changed_labels = train_split[1].copy()
-    changed_labels[0] = (changed_labels[0] + 1) % 10
+        train_run(settings, checkpoint_path, callbacks=[_InterruptAtEpoch(1)])
+    (train_images, train_labels), val_split = small_splits()
+    train_labels[0] = (train_labels[0] + 1) % 10
     seed_everything(SEED, deterministic=True)
+
     _, history = train_from_params(
-        settings, SEED, (train_split[0], changed_labels), val_split, checkpoint_path=checkpoint.path
+        settings, SEED, (train_images, train_labels), val_split, checkpoint_path=checkpoint_path
     )
+
     assert "belongs to a run with other params, data" in capsys.readouterr().err
     assert len(history["loss"]) == 3
 

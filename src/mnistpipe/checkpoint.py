@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_path
 from mnistpipe.lineage import library_versions
 
@@ -101,8 +102,17 @@ class Checkpoint:
             for index, variable in enumerate(_variables(model, optimizer))
         }
         arrays[_STATE_KEY] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-        with atomic_path(self.path, suffix=".npz") as temporary:
-            np.savez(temporary, allow_pickle=False, **arrays)
+        try:
+            with atomic_path(self.path, suffix=".npz") as temporary:
+                np.savez(temporary, allow_pickle=False, **arrays)
+        except PipelineError as error:
+            # The checkpoint only saves time after a kill: not being able to write
+            # it (a full disk) should not end a run that may still finish.
+            print(
+                f"warning: no checkpoint after epoch {epochs_done}: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistpipe.datasets import FILE_NAMES
+from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import save_array
 from mnistpipe.idx import read_pair
@@ -88,7 +88,7 @@ def prepare(
 
 
 def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The preprocessed images and labels of one split, loaded without pickle."""
+    """The preprocessed images and labels of one split, loaded without pickle and checked."""
     arrays = []
     for kind in ("images", "labels"):
         path = Path(directory) / f"{split}_{kind}.npy"
@@ -98,4 +98,18 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np
             raise PipelineError(
                 f"cannot load {path}: {error}; rerun the preprocess stage"
             ) from None
-    return arrays[0], arrays[1]
+    images, labels = arrays
+    # What preprocess writes; anything else would fail deep inside TensorFlow.
+    expected_images = f"float32 images of shape (N, {IMAGE_SIDE}, {IMAGE_SIDE}, 1)"
+    if images.dtype != np.float32 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
+        raise PipelineError(
+            f"{Path(directory) / f'{split}_images.npy'} holds {images.dtype} of shape "
+            f"{images.shape}; expected {expected_images}; rerun the preprocess stage"
+        )
+    if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
+        raise PipelineError(
+            f"{Path(directory) / f'{split}_labels.npy'} holds {labels.dtype} of shape "
+            f"{labels.shape}; expected int64 of shape ({len(images)},), one label an image; "
+            "rerun the preprocess stage"
+        )
+    return images, labels

@@ -52,7 +52,10 @@ def _open_local(source: str, file_name: str):
         raise SourceFailed("no such directory")
     for candidate in (directory / f"{file_name}.gz", directory / file_name):
         if candidate.is_file():
-            return open(candidate, "rb"), candidate.stat().st_size
+            try:
+                return open(candidate, "rb"), candidate.stat().st_size
+            except OSError as error:
+                raise SourceFailed(f"cannot read {candidate}: {error.strerror}") from None
     raise SourceFailed(f"neither {file_name}.gz nor {file_name} is there")
 
 

@@ -13,6 +13,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from mnistpipe.errors import PipelineError
+
 _CHUNK_BYTES = 1 << 20
 
 
@@ -30,22 +32,38 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
     The temporary file lives in the same directory, so the final ``os.replace``
     is atomic: a reader sees the old file or the new one, never half of one.
-    On any error the temporary file is removed and ``path`` is left untouched.
+    On any error the temporary file is removed and ``path`` is left untouched;
+    a failed write (a full disk, a read-only directory) becomes a
+    ``PipelineError`` that says so.
     ``suffix`` is for writers that insist on an extension (Keras wants ``.keras``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
+    with _reported_write_failure(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+        )
+        os.close(handle)
+        temporary = Path(temporary_name)
+        try:
+            yield temporary
+            _fsync_file(temporary)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _reported_write_failure(path: Path) -> Iterator[None]:
+    # The OSError names the temporary file, if any; the user needs the real path.
     try:
-        yield temporary
-        _fsync_file(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        yield
+    except OSError as error:
+        state = "is as it was" if path.exists() else "was not written"
+        raise PipelineError(
+            f"could not write {path}: {error.strerror or error}; "
+            f"expected room and permission to write there ({path} {state})"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -59,24 +77,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces the directory ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield temporary
-        for file in temporary.rglob("*"):
-            if file.is_file():
-                _fsync_file(file)
-        # Directories cannot be swapped in one atomic step: move the old one aside
-        # first, so that a crash leaves either the old or the new one in place.
-        previous = path.with_name(f".{path.name}.old")
-        if previous.exists():
-            shutil.rmtree(previous)
-        if path.exists():
-            os.replace(path, previous)
-        os.replace(temporary, path)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    with _reported_write_failure(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield temporary
+            for file in temporary.rglob("*"):
+                if file.is_file():
+                    _fsync_file(file)
+            # Directories cannot be swapped in one atomic step: move the old one aside
+            # first, so that a crash leaves either the old or the new one in place.
+            previous = path.with_name(f".{path.name}.old")
+            if previous.exists():
+                shutil.rmtree(previous)
+            if path.exists():
+                os.replace(path, previous)
+            os.replace(temporary, path)
+            shutil.rmtree(previous, ignore_errors=True)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _fsync_file(path: Path) -> None:
