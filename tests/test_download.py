@@ -2,6 +2,8 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import socket
+import time
 
 import pytest
 
@@ -25,6 +27,19 @@ def serve_dataset(server, prefix, files, level=9):
         server.serve_bytes(
             f"{prefix}/{name}.gz", gzip.compress(content, compresslevel=level, mtime=0)
         )
+
+
+def serve_hanging(server, path):
+    """Accept the request, then answer nothing for longer than the download waits."""
+    server.routes[path] = lambda handler: time.sleep(download_module.TIMEOUT_SECONDS * 4)
+
+
+def refusing_url():
+    """An http URL on 127.0.0.1 whose port nobody listens on: connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
 
 
 def output_files(directory):
@@ -78,18 +93,52 @@ def test_bad_mirrors_are_skipped_and_only_verified_files_are_left(
     assert len(dropped) == download_module.ATTEMPTS_PER_URL
 
 
+def test_forbidden_hanging_and_refusing_mirrors_are_skipped(
+    tmp_path, http_server, synthetic_dataset, synthetic_files, monkeypatch
+):
+    monkeypatch.setattr(download_module, "TIMEOUT_SECONDS", 0.3)
+    for name in synthetic_files:
+        http_server.serve_status(f"/forbidden/{name}.gz", 403)
+        serve_hanging(http_server, f"/hanging/{name}.gz")
+    serve_dataset(http_server, "/good", synthetic_files)
+    mirrors = [
+        f"{http_server.url}/forbidden/",
+        f"{http_server.url}/hanging/",
+        refusing_url(),
+        f"{http_server.url}/good/",
+    ]
+    output = tmp_path / "raw"
+
+    served_by = download_dataset(synthetic_dataset, mirrors, output, progress=False)
+
+    assert output_files(output) == synthetic_files
+    assert set(served_by.values()) == {
+        f"{http_server.url}/good/{name}.gz" for name in synthetic_files
+    }
+    first = [path.split("/")[1] for path in http_server.requests if TRAIN_IMAGES in path]
+    # 403 is final, asked once; a hang is retried like any timeout.
+    assert first == ["forbidden", *["hanging"] * download_module.ATTEMPTS_PER_URL, "good"]
+
+
 def test_when_every_source_fails_the_error_lists_each_with_its_reason(
-    tmp_path, http_server, synthetic_dataset, synthetic_files
+    tmp_path, http_server, synthetic_dataset, synthetic_files, monkeypatch
 ):
     http_server.serve_status(f"/broken/{TRAIN_IMAGES}.gz", 500)
     http_server.serve_bytes(f"/wrong/{TRAIN_IMAGES}.gz", gzip.compress(b"\x00" * 64))
     http_server.serve_bytes(f"/html/{TRAIN_IMAGES}.gz", b"<html></html>", content_type="text/html")
+    http_server.serve_status(f"/forbidden/{TRAIN_IMAGES}.gz", 403)
+    serve_hanging(http_server, f"/hanging/{TRAIN_IMAGES}.gz")
+    monkeypatch.setattr(download_module, "TIMEOUT_SECONDS", 0.3)
+    refusing = refusing_url()
     mirrors = [
         str(tmp_path / "no-such-directory"),
         f"{http_server.url}/missing/",
         f"{http_server.url}/broken/",
         f"{http_server.url}/wrong/",
         f"{http_server.url}/html/",
+        f"{http_server.url}/forbidden/",
+        f"{http_server.url}/hanging/",
+        refusing,
     ]
     output = tmp_path / "raw"
     with pytest.raises(PipelineError) as error:
@@ -102,6 +151,9 @@ def test_when_every_source_fails_the_error_lists_each_with_its_reason(
     assert "(after 3 attempts)" in message
     assert f"{http_server.url}/wrong/{TRAIN_IMAGES}.gz: content SHA-256 is" in message
     assert f"{http_server.url}/html/{TRAIN_IMAGES}.gz: content SHA-256 is" in message
+    assert f"{http_server.url}/forbidden/{TRAIN_IMAGES}.gz: HTTP 403 Forbidden" in message
+    assert f"{http_server.url}/hanging/{TRAIN_IMAGES}.gz: timed out (after 3 attempts)" in message
+    assert f"{refusing}{TRAIN_IMAGES}.gz: [Errno 111] Connection refused" in message
     # Nothing unverified, not even a temporary file, is left behind.
     assert not output.exists() or list(output.iterdir()) == []
 
