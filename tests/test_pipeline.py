@@ -4,10 +4,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,13 +31,17 @@ PROJECT_FILES = (
 METRICS_FILES = ("metrics/train.json", "metrics/evaluate.json", "metrics/export.json")
 
 
-def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+def command_environment() -> dict[str, str]:
     # Stages run `python` (and make runs `dvc`) from PATH: make them this interpreter's.
     bin_directory = Path(sys.executable).parent
     environment = {**os.environ, "PATH": f"{bin_directory}{os.pathsep}{os.environ['PATH']}"}
     environment.pop("GITHUB_STEP_SUMMARY", None)
+    return environment
+
+
+def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        command, cwd=root, env=environment, capture_output=True, text=True, timeout=600
+        command, cwd=root, env=command_environment(), capture_output=True, text=True, timeout=600
     )
     if check:
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
@@ -142,3 +149,74 @@ def test_ci_report_fails_when_the_gate_fails(project):
     assert result.returncode != 0
     assert "**FAIL**" in result.stdout
     assert "gate failed: evaluate.accuracy" in result.stderr
+
+
+def restore_committed_run(root: Path) -> None:
+    run(root, "git", "checkout", "--", "params.yaml")
+    dvc(root, "checkout", "--force")
+
+
+def test_a_failed_train_keeps_the_export_and_dvc_checkout_restores_the_rest(project):
+    root, _ = project
+    restore_committed_run(root)
+    model = (root / "models/model.keras").read_bytes()
+    exported = (root / "models/export/saved_model/saved_model.pb").read_bytes()
+    set_params(root, "train", epochs=0)
+
+    result = run(root, sys.executable, "-m", "dvc", "repro", check=False)
+
+    assert result.returncode != 0, result.stdout
+    assert "error: train.epochs is 0" in result.stdout + result.stderr
+    assert "Running stage 'export'" not in result.stdout
+    assert (root / "models/export/saved_model/saved_model.pb").read_bytes() == exported
+    restore_committed_run(root)
+    assert (root / "models/model.keras").read_bytes() == model
+
+
+def checkpoint_epochs_done(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(archive["state"].tobytes())["epochs_done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_train_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(project):
+    root, _ = project
+    restore_committed_run(root)
+    # Params no run has used yet, so that DVC's run-cache cannot stand in for training.
+    set_params(root, "train", epochs=4, learning_rate=0.0025)
+    checkpoint = root / "checkpoints/train.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=root,
+        env=command_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # Its own process group: the kill reaches DVC and the stage it runs.
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while checkpoint_epochs_done(checkpoint) < 2:
+            assert process.poll() is None, "dvc repro ended before its second epoch"
+            assert time.monotonic() < deadline, "no checkpoint after 2 epochs in 5 minutes"
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    epochs_done = checkpoint_epochs_done(checkpoint)
+    assert 2 <= epochs_done < 4 and not (root / "metrics/train.json").exists()
+
+    output = dvc(root, "repro")
+
+    assert f"train: resuming from checkpoints/train.npz after epoch {epochs_done}" in output
+    assert f"epoch {epochs_done + 1}/4" in output and "epoch 1/4" not in output
+    assert not checkpoint.exists()
+    outputs = ("metrics/train.json", "plots/history.csv")
+    resumed = {name: (root / name).read_bytes() for name in outputs}
+    dvc(root, "repro", "--force", "--no-run-cache", "--single-item", "train")
+    for name, content in resumed.items():
+        assert (root / name).read_bytes() == content, f"{name} differs from an uninterrupted run"
