@@ -1,29 +1,47 @@
 """Stage 3: train the classifier, seeded, with model.fit or the quickstart's GradientTape loop."""
 
+import tempfile
 import time
+from pathlib import Path
 
 from mnistpipe import paths
 from mnistpipe.data import load_split
+from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_path, write_csv, write_json
 from mnistpipe.lineage import directory_sha256, library_versions
 from mnistpipe.params import load_params
-from mnistpipe.training import seed_everything, train_from_params, weights_sha256
+from mnistpipe.training import check_settings, seed_everything, train_from_params, weights_sha256
 
 
 def main() -> str:
     params = load_params(paths.PARAMS)
     settings = params["train"]
+    check_settings(settings)
+    # First: a multi-worker strategy must exist before TensorFlow starts its runtime.
+    strategy = make_strategy(settings["distribute"])
     seed_everything(params["seed"], settings["deterministic"])
 
     train_split = load_split(paths.PREPARED, "train")
     val_split = load_split(paths.PREPARED, "val")
     started = time.perf_counter()
     # Saved at every epoch end: a run killed part way resumes where it stopped.
-    model, history = train_from_params(
-        settings, params["seed"], train_split, val_split, checkpoint_path=paths.CHECKPOINT
-    )
+    with reported_worker_loss(strategy):
+        model, history = train_from_params(
+            settings,
+            params["seed"],
+            train_split,
+            val_split,
+            checkpoint_path=paths.CHECKPOINT,
+            strategy=strategy,
+        )
     seconds = time.perf_counter() - started
+    if not is_chief(strategy):
+        # TensorFlow's multi-worker guide: every worker saves, since saving may
+        # take part in collective operations, and all but the chief throw it away.
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save(Path(scratch) / "model.keras")
+        return f"train: worker done after {settings['epochs']} epochs; the chief writes outputs"
 
     with atomic_path(paths.MODEL, suffix=".keras") as temporary:
         model.save(temporary)

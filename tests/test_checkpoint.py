@@ -25,6 +25,8 @@ def settings_for(model_name, loop, **changes):
         "dropout": 0.2,
         "deterministic": True,
         "jit_compile": False,
+        "distribute": "none",
+        "mixed_precision": False,
         **changes,
     }
 

@@ -131,6 +131,8 @@ def test_train_from_params_builds_what_the_params_name_and_calls_back_each_epoch
         "dropout": 0.1,
         "deterministic": True,
         "jit_compile": False,
+        "distribute": "none",
+        "mixed_precision": False,
     }
     seed_everything(5, deterministic=True)
     recorder = _EpochRecorder()
@@ -160,6 +162,8 @@ def test_xla_with_op_determinism_is_refused_rather_than_quietly_dropped():
         "dropout": 0.0,
         "deterministic": True,
         "jit_compile": True,
+        "distribute": "none",
+        "mixed_precision": False,
     }
     with pytest.raises(PipelineError, match="train.jit_compile is true and train.deterministic"):
         train_from_params(settings, 5, *small_splits())

@@ -13,6 +13,10 @@ from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 
 INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
+# The last layer computes in float32 even under mixed precision (Keras' advice):
+# float16 logits would lose precision in the softmax, and the model's outputs
+# keep one dtype whatever the policy.
+LOGITS_DTYPE = "float32"
 
 
 def build_mlp(dropout_rate: float) -> keras.Model:
@@ -22,7 +26,7 @@ def build_mlp(dropout_rate: float) -> keras.Model:
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dropout(dropout_rate),
-            layers.Dense(NUM_CLASSES),
+            layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE),
         ],
         name="mlp",
     )
@@ -39,7 +43,7 @@ class QuickstartModel(keras.Model):
         self.conv1 = layers.Conv2D(32, 3, activation="relu")
         self.flatten = layers.Flatten()
         self.d1 = layers.Dense(128, activation="relu")
-        self.d2 = layers.Dense(NUM_CLASSES)
+        self.d2 = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)
 
     def call(self, x):
         x = self.conv1(x)
@@ -77,7 +81,7 @@ def build_convnet(dropout_rate: float) -> keras.Model:
     x = layers.Dropout(dropout_rate)(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(dropout_rate)(x)
-    outputs = layers.Dense(NUM_CLASSES)(x)
+    outputs = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)(x)
     return keras.Model(inputs, outputs, name="convnet")
 
 

@@ -19,6 +19,7 @@ from mnistpipe.errors import PipelineError
 MODELS = ("convnet", "mlp", "quickstart_cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOOPS = ("fit", "custom")
+STRATEGIES = ("none", "mirrored", "multi_worker")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 
@@ -133,6 +134,8 @@ SCHEMA: dict[str, Any] = {
         "dropout": Number(0.0, 1.0, exclusive_maximum=True),
         "deterministic": Flag(),
         "jit_compile": Flag(),
+        "distribute": Choice(STRATEGIES),
+        "mixed_precision": Flag(),
     },
     "evaluate": {
         "min_accuracy": Number(0.0, 1.0),

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistpipe.checkpoint import Checkpoint, fingerprint
+from mnistpipe.distribute import shard_by_data
 from mnistpipe.errors import PipelineError
 from mnistpipe.models import build_model
 
@@ -49,10 +50,10 @@ def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     raise PipelineError(f"train.optimizer is {name!r}; expected one of: adam, sgd, rmsprop")
 
 
-def make_loss() -> keras.losses.Loss:
+def make_loss(reduction="sum_over_batch_size") -> keras.losses.Loss:
     # The models output logits; from_logits=True applies the softmax inside the
     # loss, which is numerically safer than a softmax layer followed by a log.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
 
 
 def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int, augment="none"):
@@ -164,34 +165,55 @@ def train_with_custom_loop(
 
     ``callbacks`` get ``on_epoch_begin`` and ``on_epoch_end`` as under ``fit``;
     ``initial_epoch`` is the number of epochs done already, as under ``fit``.
+    The steps run on every replica of the strategy the model was built under
+    (``strategy.run``), as TensorFlow's custom-training-loop guide does; with
+    no strategy that is the one device.
     """
-    loss_object = make_loss()
-    train_loss = keras.metrics.Mean(name="loss")
-    train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    val_loss = keras.metrics.Mean(name="val_loss")
-    val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
-    # Create the optimizer's slots outside tf.function, where variables may be made
-    # (unless a resumed run built them to restore them).
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+    # Keras models remember the strategy whose scope they were built in.
+    strategy = model.distribute_strategy
+    with strategy.scope():
+        # Per-example losses, averaged over the *global* batch on each replica:
+        # the all-reduce then sums the replicas' gradients into exactly the
+        # gradient of the global batch's mean loss.
+        loss_object = make_loss(reduction=None)
+        train_loss = keras.metrics.Mean(name="loss")
+        train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        val_loss = keras.metrics.Mean(name="val_loss")
+        val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
+        # Create the optimizer's slots outside tf.function, where variables may be
+        # made (unless a resumed run built them to restore them).
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+    train_batches = strategy.experimental_distribute_dataset(train_dataset)
+    val_batches = strategy.experimental_distribute_dataset(val_dataset)
 
-    @tf.function(jit_compile=jit_compile)
     def train_step(images, labels):
         with tf.GradientTape() as tape:
             predictions = model(images, training=True)
-            loss = loss_object(labels, predictions)
+            per_example_loss = loss_object(labels, predictions)
+            loss = tf.nn.compute_average_loss(per_example_loss)
             if model.losses:
-                loss += tf.add_n(model.losses)
-        gradients = tape.gradient(loss, model.trainable_variables)
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            # Mixed precision: scaled up so float16 gradients do not underflow;
+            # a LossScaleOptimizer scales them back down.
+            scaled_loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_loss.update_state(loss, sample_weight=tf.shape(labels)[0])
+        train_loss.update_state(per_example_loss)
         train_accuracy.update_state(labels, predictions)
 
-    @tf.function(jit_compile=jit_compile)
     def test_step(images, labels):
         predictions = model(images, training=False)
-        val_loss.update_state(loss_object(labels, predictions), sample_weight=tf.shape(labels)[0])
+        val_loss.update_state(loss_object(labels, predictions))
         val_accuracy.update_state(labels, predictions)
+
+    @tf.function(jit_compile=jit_compile)
+    def distributed_train_step(images, labels):
+        strategy.run(train_step, args=(images, labels))
+
+    @tf.function(jit_compile=jit_compile)
+    def distributed_test_step(images, labels):
+        strategy.run(test_step, args=(images, labels))
 
     history = {key: [] for key in HISTORY_KEYS}
     callback_list = keras.callbacks.CallbackList([_EpochLine(epochs), *callbacks], model=model)
@@ -200,10 +222,10 @@ def train_with_custom_loop(
         callback_list.on_epoch_begin(epoch)
         for metric in metrics:
             metric.reset_state()
-        for images, labels in train_dataset:
-            train_step(images, labels)
-        for images, labels in val_dataset:
-            test_step(images, labels)
+        for images, labels in train_batches:
+            distributed_train_step(images, labels)
+        for images, labels in val_batches:
+            distributed_test_step(images, labels)
         logs = {metric.name: float(metric.result()) for metric in metrics}
         _check_finite(epoch, logs)
         callback_list.on_epoch_end(epoch, logs)
@@ -226,8 +248,36 @@ def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int, 
     raise PipelineError(f"train.loop is {loop!r}; expected one of: fit, custom")
 
 
+def check_settings(settings: dict) -> None:
+    """Refuse combinations of ``train`` params that cannot work, before any work starts."""
+    if settings["jit_compile"] and settings["deterministic"]:
+        # Keras would quietly train without XLA: TensorFlow's op determinism has no
+        # XLA kernels.
+        raise PipelineError(
+            "train.jit_compile is true and train.deterministic is true; XLA cannot run "
+            "deterministically, so set one of them to false"
+        )
+    if settings["distribute"] == "multi_worker" and settings["loop"] == "fit":
+        raise PipelineError(
+            "train.distribute is multi_worker and train.loop is fit; Keras 3's model.fit "
+            "fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so set "
+            "train.loop: custom"
+        )
+    if settings["mixed_precision"] and not tf.config.list_physical_devices("GPU"):
+        raise PipelineError(
+            "train.mixed_precision is true but TensorFlow sees no GPU; float16 is only "
+            "faster on GPUs (compute capability 7.0 or newer), so set it to false here"
+        )
+
+
 def train_from_params(
-    settings: dict, seed: int, train_split, val_split, callbacks=(), checkpoint_path=None
+    settings: dict,
+    seed: int,
+    train_split,
+    val_split,
+    callbacks=(),
+    checkpoint_path=None,
+    strategy=None,
 ):
     """Build what the params' ``train`` section names, train it, return (model, history).
 
@@ -236,14 +286,15 @@ def train_from_params(
     With ``checkpoint_path`` the state is saved there at every epoch end, and a
     run killed part way resumes from its last finished epoch; with deterministic
     settings it then ends with the same weights as a run never interrupted.
+    ``strategy`` (distribute.make_strategy) spreads training over its replicas.
     """
-    if settings["jit_compile"] and settings["deterministic"]:
-        # Keras would quietly train without XLA: TensorFlow's op determinism has no
-        # XLA kernels.
-        raise PipelineError(
-            "train.jit_compile is true and train.deterministic is true; XLA cannot run "
-            "deterministically, so set one of them to false"
-        )
+    check_settings(settings)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        return _train_in_scope(settings, seed, train_split, val_split, callbacks, checkpoint_path)
+
+
+def _train_in_scope(settings, seed, train_split, val_split, callbacks, checkpoint_path):
     train_dataset, val_dataset = make_datasets(
         train_split,
         val_split,
@@ -252,14 +303,25 @@ def train_from_params(
         seed,
         settings["augment"],
     )
-    model = build_model(settings["model"], settings["dropout"])
+    train_dataset, val_dataset = shard_by_data(train_dataset), shard_by_data(val_dataset)
+    model = _build_model(settings)
     steps_per_epoch = -(-len(train_split[1]) // settings["batch_size"])
     learning_rate = make_learning_rate(
         settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
     )
     optimizer = make_optimizer(settings["optimizer"], learning_rate)
+    if settings["mixed_precision"]:
+        # Scales the loss up and the gradients back down, so that small float16
+        # gradients do not underflow to zero; the scale adapts as training goes.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     epochs_done, history = 0, {key: [] for key in HISTORY_KEYS}
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and settings["distribute"] != "none":
+        print(
+            f"train: no checkpoints under train.distribute {settings['distribute']}; "
+            "an interrupted run starts over",
+            flush=True,
+        )
+    elif checkpoint_path is not None:
         checkpoint = Checkpoint(
             checkpoint_path, fingerprint(settings, seed, train_split, val_split)
         )
@@ -290,6 +352,19 @@ def train_from_params(
 # EpochIterator (keras 3.15) makes one at the start of each epoch and, when the
 # epoch's batches run out, one more that the next epoch then replaces.
 _ITERATORS_PER_EPOCH = {"fit": 2, "custom": 1}
+
+
+def _build_model(settings: dict) -> keras.Model:
+    if not settings["mixed_precision"]:
+        return build_model(settings["model"], settings["dropout"])
+    # Layers take the policy in force when they are made; restore it afterwards
+    # so that models built later in this process are not affected.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        return build_model(settings["model"], settings["dropout"])
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _skip_epochs(train_dataset, epochs: int, loop: str) -> None:
