@@ -14,9 +14,13 @@ def main() -> str:
         val_split=params["preprocess"]["val_split"],
         limit=params["preprocess"]["limit"],
         seed=params["seed"],
+        storage_format=params["preprocess"]["format"],
+        shard_size=params["preprocess"]["shard_size"],
     )
     counts = ", ".join(f"{split} {count}" for split, count in sizes.items())
-    return f"preprocess: {counts} examples in {paths.PREPARED}/"
+    return (
+        f"preprocess: {counts} examples in {paths.PREPARED}/ as {params['preprocess']['format']}"
+    )
 
 
 if __name__ == "__main__":

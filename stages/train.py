@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from mnistpipe import paths
-from mnistpipe.data import load_split
+from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_path, write_csv, write_json
@@ -22,8 +22,8 @@ def main() -> str:
     strategy = make_strategy(settings["distribute"])
     seed_everything(params["seed"], settings["deterministic"])
 
-    train_split = load_split(paths.PREPARED, "train")
-    val_split = load_split(paths.PREPARED, "val")
+    train_split = load_examples(paths.PREPARED, "train")
+    val_split = load_examples(paths.PREPARED, "val")
     started = time.perf_counter()
     # Saved at every epoch end: a run killed part way resumes where it stopped.
     with reported_worker_loss(strategy):
@@ -71,7 +71,7 @@ def main() -> str:
             },
         },
     )
-    images = len(train_split[1]) * settings["epochs"]
+    images = train_split.count * settings["epochs"]
     write_json(
         paths.TRAIN_TIMING,
         {

@@ -220,3 +220,51 @@ def test_a_train_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(proje
     dvc(root, "repro", "--force", "--no-run-cache", "--single-item", "train")
     for name, content in resumed.items():
         assert (root / name).read_bytes() == content, f"{name} differs from an uninterrupted run"
+
+
+def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(project):
+    root, _ = project
+    restore_committed_run(root)
+    dvc(root, "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.003")
+    dvc(root, "queue", "start", "--jobs", "2")
+    deadline = time.monotonic() + 400
+    while True:
+        status = dvc(root, "queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, f"the sweep did not finish in 400 s:\n{status}"
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc(root, "exp", "show", "--json"))
+    experiments = [
+        experiment["data"]
+        for entry in shown
+        for experiment_range in entry.get("experiments") or []
+        for experiment in experiment_range["revs"]
+    ]
+    results = {
+        experiment["params"]["params.yaml"]["data"]["train"]["learning_rate"]: experiment[
+            "metrics"
+        ]["metrics/evaluate.json"]["data"]["accuracy"]
+        for experiment in experiments
+    }
+    assert set(results) == {0.001, 0.003}
+    assert all(0.0 < accuracy <= 1.0 for accuracy in results.values())
+    # The table a user reads: params and metrics as columns, best first.
+    table = dvc(
+        root,
+        "exp",
+        "show",
+        "--csv",
+        "--sort-by",
+        "metrics/evaluate.json:accuracy",
+        "--sort-order",
+        "desc",
+    )
+    header = table.splitlines()[0].split(",")
+    accuracy_column = "metrics/evaluate.json:accuracy"
+    assert {"train.learning_rate", accuracy_column, "macro_avg.f1"} <= set(header), header
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in table.splitlines()[1:]]
+    swept = [row for row in rows if row["train.learning_rate"] in ("0.001", "0.003")]
+    accuracies = [float(row[accuracy_column]) for row in swept]
+    assert len(accuracies) == 2 and accuracies == sorted(accuracies, reverse=True)

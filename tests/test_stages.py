@@ -135,3 +135,17 @@ def test_training_twice_gives_byte_identical_metrics_and_weights(project, loop):
     lineage = json.loads(runs[0][0])["lineage"]
     assert len(lineage["weights_sha256"]) == 64 and len(lineage["data_sha256"]) == 64
     assert set(lineage["versions"]) == {"tensorflow", "keras", "dvc"}
+
+
+def test_the_stages_run_on_tfrecord_shards_as_on_npy(project):
+    set_params(project, "preprocess", format="tfrecord", shard_size=100)
+    run_stage_main("download")
+    assert run_stage_main("preprocess").endswith("as tfrecord")
+    assert sorted(path.name for path in paths.PREPARED.glob("train-*")) == [
+        f"train-{index:05d}-of-00005.tfrecord.gz" for index in range(5)
+    ]
+    run_stage_main("train")
+    run_stage_main("evaluate")
+    assert json.loads(paths.EVALUATE_METRICS.read_text())["accuracy"] >= 0.8
+    run_stage_main("export")
+    assert json.loads(paths.EXPORT_METRICS.read_text())["argmax_disagreements"] == 0

@@ -1,21 +1,39 @@
-"""Turning raw IDX files into the arrays the model trains on, and loading them back.
+"""Turning raw IDX files into the examples the model trains on, and loading them back.
 
 Preprocessing follows the TF2 quickstart: pixels scaled to [0, 1] as float32
-with a channel axis added, giving (N, 28, 28, 1). Arrays are stored as plain
-``.npy`` files: no pickle, and the same array always gives the same bytes.
+with a channel axis added, giving (N, 28, 28, 1). ``preprocess.format`` picks
+the storage:
+
+- ``npy``: one plain ``.npy`` file per array, loaded into memory whole. No
+  pickle, and the same array always gives the same bytes.
+- ``tfrecord``: each split in GZIP-compressed TFRecord shards of uint8 pixels,
+  read by tf.data a few records at a time, so the data need not fit in memory
+  and may live wherever TensorFlow's file system reaches (``gs://``, ``s3://``).
+  Example ``i`` goes to shard ``i mod n``, and tf.data's interleave reads the
+  shards in parallel and round-robin, which gives back the original order: the
+  same seeded shuffle then makes the same batches as from ``.npy``.
 """
 
+import dataclasses
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE
 from mnistpipe.errors import PipelineError
-from mnistpipe.files import save_array
+from mnistpipe.files import atomic_directory, atomic_open, save_array
 from mnistpipe.idx import read_pair
+from mnistpipe.lineage import directory_sha256
+from mnistpipe.params import FORMATS
 
 SPLITS = ("train", "val", "test")
+# Names the TFRecord shards and their counts; its absence means the npy format.
+TFRECORD_MANIFEST = "tfrecord.json"
+_TFRECORD_COMPRESSION = "GZIP"
 
 
 def scale_images(images: np.ndarray) -> np.ndarray:
@@ -60,12 +78,19 @@ def prepare(
     val_split: float,
     limit: int,
     seed: int,
+    storage_format: str = "npy",
+    shard_size: int = 10_000,
 ) -> dict[str, int]:
-    """Read, validate, scale and split the raw data; write one ``.npy`` per array.
+    """Read, validate and split the raw data; write it in ``storage_format``.
 
     ``limit`` > 0 keeps only the first ``limit`` training and ``limit // 6`` test
-    examples (the datasets' 6:1 ratio), for quick runs. Returns the split sizes.
+    examples (the datasets' 6:1 ratio), for quick runs. ``shard_size`` is the
+    number of examples a TFRecord shard holds at most. Returns the split sizes.
     """
+    if storage_format not in FORMATS:
+        raise PipelineError(
+            f"preprocess.format is {storage_format!r}; expected one of: {', '.join(FORMATS)}"
+        )
     train_images, train_labels = read_raw(raw_directory, "train")
     test_images, test_labels = read_raw(raw_directory, "test")
     if limit:
@@ -80,15 +105,134 @@ def prepare(
         "val": (val_images, val_labels),
         "test": (test_images, test_labels),
     }
-    output_directory = Path(output_directory)
-    for split, (images, labels) in arrays.items():
-        save_array(output_directory / f"{split}_images.npy", scale_images(images))
-        save_array(output_directory / f"{split}_labels.npy", labels.astype(np.int64))
+    # One directory swap: switching formats leaves no file of the other behind.
+    with atomic_directory(output_directory) as directory:
+        if storage_format == "npy":
+            for split, (images, labels) in arrays.items():
+                save_array(directory / f"{split}_images.npy", scale_images(images))
+                save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
+        else:
+            write_tfrecords(directory, arrays, shard_size)
     return {split: len(labels) for split, (_, labels) in arrays.items()}
 
 
+def write_tfrecords(directory: Path, arrays: dict, shard_size: int) -> None:
+    """Each split as GZIP TFRecord shards of tf.train.Example (uint8 pixels, int64 label)."""
+    manifest = {}
+    for split, (images, labels) in arrays.items():
+        shard_count = max(1, -(-len(labels) // shard_size))
+        names = [
+            f"{split}-{index:05d}-of-{shard_count:05d}.tfrecord.gz" for index in range(shard_count)
+        ]
+        options = tf.io.TFRecordOptions(compression_type=_TFRECORD_COMPRESSION)
+        for index, name in enumerate(names):
+            with tf.io.TFRecordWriter(str(directory / name), options) as writer:
+                # Round-robin: shard k holds examples k, k + n, k + 2n, ...
+                for image, label in zip(
+                    images[index::shard_count], labels[index::shard_count], strict=True
+                ):
+                    writer.write(_example(image, label))
+        manifest[split] = {"count": len(labels), "shards": names}
+    with atomic_open(directory / TFRECORD_MANIFEST) as stream:
+        json.dump(manifest, stream, indent=2, sort_keys=True)
+        stream.write("\n")
+
+
+def _example(image: np.ndarray, label) -> bytes:
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _parse_example(record):
+    example = tf.io.parse_single_example(record, _FEATURES)
+    pixels = tf.io.decode_raw(example["image"], tf.uint8)
+    # The same float32 division as scale_images: the same bits as the npy format.
+    image = tf.cast(tf.reshape(pixels, (IMAGE_SIDE, IMAGE_SIDE, 1)), tf.float32) / 255.0
+    return image, example["label"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """One split: a tf.data.Dataset of (image, label) in a fixed order, and its size.
+
+    ``digest`` identifies the content (checkpoints compare it); reading the data
+    is not needed to compute it.
+    """
+
+    dataset: tf.data.Dataset
+    count: int
+    digest: str
+
+
+def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> Examples:
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return Examples(
+        tf.data.Dataset.from_tensor_slices((images, labels)), len(labels), digest.hexdigest()
+    )
+
+
+def load_examples(directory: str | os.PathLike, split: str) -> Examples:
+    """A split in whichever format preprocess wrote it: npy in memory, TFRecord streamed."""
+    directory = Path(directory)
+    manifest_path = directory / TFRECORD_MANIFEST
+    if not manifest_path.exists():
+        return examples_from_arrays(*load_split(directory, split))
+    entry = _read_manifest(manifest_path, split)
+    shards = [str(directory / name) for name in entry["shards"]]
+    records = tf.data.Dataset.from_tensor_slices(shards).interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=_TFRECORD_COMPRESSION),
+        # All shards at once, one record from each in turn: the original order.
+        cycle_length=len(shards),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = records.map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    # tf.data cannot know how many records files hold; telling it makes Keras run
+    # each epoch exactly as over in-memory arrays (and fails loudly if it is wrong).
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(entry["count"]))
+    digest = hashlib.sha256(
+        json.dumps({"split": split, "data": directory_sha256(directory)}).encode()
+    ).hexdigest()
+    return Examples(dataset, entry["count"], digest)
+
+
+def _read_manifest(path: Path, split: str) -> dict:
+    try:
+        entry = json.loads(path.read_text())[split]
+        count, shards = int(entry["count"]), list(entry["shards"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PipelineError(
+            f"cannot read split {split!r} from {path} ({error!r}); expected the manifest "
+            "preprocess writes; rerun the preprocess stage"
+        ) from None
+    for name in shards:
+        if not (path.parent / name).is_file():
+            raise PipelineError(f"{path} names {name}, which is not there; rerun preprocess")
+    return {"count": count, "shards": shards}
+
+
 def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The preprocessed images and labels of one split, loaded without pickle and checked."""
+    """The preprocessed images and labels of one split as arrays, in either format.
+
+    ``.npy`` files are loaded without pickle and checked.
+    """
+    if (Path(directory) / TFRECORD_MANIFEST).exists():
+        examples = load_examples(directory, split)
+        images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
+        return images.numpy(), labels.numpy()
     arrays = []
     for kind in ("images", "labels"):
         path = Path(directory) / f"{split}_{kind}.npy"

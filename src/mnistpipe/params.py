@@ -20,6 +20,7 @@ MODELS = ("convnet", "mlp", "quickstart_cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOOPS = ("fit", "custom")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+FORMATS = ("npy", "tfrecord")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 
@@ -120,6 +121,8 @@ SCHEMA: dict[str, Any] = {
     "preprocess": {
         "val_split": Number(0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True),
         "limit": Integer(minimum=0),
+        "format": Choice(FORMATS),
+        "shard_size": Integer(minimum=1),
     },
     "train": {
         "model": Choice(MODELS),

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistpipe.checkpoint import Checkpoint, fingerprint
+from mnistpipe.data import Examples, examples_from_arrays
 from mnistpipe.distribute import shard_by_data
 from mnistpipe.errors import PipelineError
 from mnistpipe.models import build_model
@@ -56,19 +57,23 @@ def make_loss(reduction="sum_over_batch_size") -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
 
 
+def as_examples(split) -> Examples:
+    """``split`` as Examples: it may be Examples already, or (images, labels) arrays."""
+    return split if isinstance(split, Examples) else examples_from_arrays(*split)
+
+
 def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int, augment="none"):
     """tf.data pipelines as in the quickstart: shuffled, batched training data; batched validation.
 
+    ``train`` and ``val`` are Examples or (images, labels) arrays.
     ``shuffle_buffer`` 0 shuffles over the whole training set (a true
     permutation each epoch); the shuffle is seeded so reruns see the same order.
     ``augment`` "flip" mirrors a random half of each training batch left to right.
     """
-    train_images, train_labels = train
-    buffer = shuffle_buffer or len(train_images)
-    train_dataset = (
-        tf.data.Dataset.from_tensor_slices((train_images, train_labels))
-        .shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
+    train, val = as_examples(train), as_examples(val)
+    buffer = shuffle_buffer or train.count
+    train_dataset = train.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).batch(
+        batch_size
     )
     if augment == "flip":
         # One stateless seed pair a batch, from a seeded stream that differs each
@@ -79,7 +84,7 @@ def make_datasets(train, val, batch_size: int, shuffle_buffer: int, seed: int, a
         )
     elif augment != "none":
         raise PipelineError(f"train.augment is {augment!r}; expected one of: none, flip")
-    val_dataset = tf.data.Dataset.from_tensor_slices(val).batch(batch_size)
+    val_dataset = val.dataset.batch(batch_size)
     return train_dataset.prefetch(tf.data.AUTOTUNE), val_dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -281,6 +286,8 @@ def train_from_params(
 ):
     """Build what the params' ``train`` section names, train it, return (model, history).
 
+    ``train_split`` and ``val_split`` are Examples or (images, labels) arrays.
+
     The train stage and the benchmark both call this, so the benchmark measures
     exactly the stage's model, input pipeline, optimizer and loop.
     With ``checkpoint_path`` the state is saved there at every epoch end, and a
@@ -295,6 +302,7 @@ def train_from_params(
 
 
 def _train_in_scope(settings, seed, train_split, val_split, callbacks, checkpoint_path):
+    train_split, val_split = as_examples(train_split), as_examples(val_split)
     train_dataset, val_dataset = make_datasets(
         train_split,
         val_split,
@@ -305,7 +313,7 @@ def _train_in_scope(settings, seed, train_split, val_split, callbacks, checkpoin
     )
     train_dataset, val_dataset = shard_by_data(train_dataset), shard_by_data(val_dataset)
     model = _build_model(settings)
-    steps_per_epoch = -(-len(train_split[1]) // settings["batch_size"])
+    steps_per_epoch = -(-train_split.count // settings["batch_size"])
     learning_rate = make_learning_rate(
         settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
     )
@@ -323,7 +331,7 @@ def _train_in_scope(settings, seed, train_split, val_split, callbacks, checkpoin
         )
     elif checkpoint_path is not None:
         checkpoint = Checkpoint(
-            checkpoint_path, fingerprint(settings, seed, train_split, val_split)
+            checkpoint_path, fingerprint(settings, seed, train_split.digest, val_split.digest)
         )
         # Restoring needs the optimizer's variables to exist before training.
         optimizer.build(model.trainable_variables)

@@ -1,0 +1,85 @@
+"""preprocess.format: npy or sharded TFRecord, the same examples and the same training result."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnistpipe.data import SPLITS, TFRECORD_MANIFEST, load_examples, load_split, prepare
+from mnistpipe.errors import PipelineError
+from mnistpipe.training import seed_everything, train_from_params, weights_sha256
+from tests.conftest import synthetic_idx_files
+from tests.test_checkpoint import settings_for
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The same synthetic raw data prepared in both formats; shards of uneven length."""
+    root = tmp_path_factory.mktemp("formats")
+    raw = root / "raw"
+    raw.mkdir()
+    for name, content in synthetic_idx_files(700, 100).items():
+        (raw / name).write_bytes(content)
+    directories = {}
+    for storage_format in ("npy", "tfrecord"):
+        directories[storage_format] = root / storage_format
+        sizes = prepare(
+            raw,
+            directories[storage_format],
+            0.2,
+            0,
+            seed=9,
+            storage_format=storage_format,
+            shard_size=97,
+        )
+        assert sizes == {"train": 560, "val": 140, "test": 100}
+    return directories
+
+
+def test_tfrecord_shards_are_gzip_files_named_in_a_manifest(prepared):
+    directory = prepared["tfrecord"]
+    manifest = json.loads((directory / TFRECORD_MANIFEST).read_text())
+    assert manifest["train"]["count"] == 560
+    # 560 examples at most 97 a shard: 6 shards.
+    assert manifest["train"]["shards"][0] == "train-00000-of-00006.tfrecord.gz"
+    assert len(manifest["train"]["shards"]) == 6
+    for name in manifest["train"]["shards"]:
+        assert (directory / name).read_bytes()[:2] == b"\x1f\x8b"
+    assert not list(directory.glob("*.npy"))
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_both_formats_hold_the_same_examples_in_the_same_order(prepared, split):
+    npy_images, npy_labels = load_split(prepared["npy"], split)
+    record_images, record_labels = load_split(prepared["tfrecord"], split)
+    assert record_images.dtype == np.float32 and record_labels.dtype == np.int64
+    np.testing.assert_array_equal(record_images, npy_images)
+    np.testing.assert_array_equal(record_labels, npy_labels)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_both_formats_train_to_the_same_weights_with_the_same_seed(prepared, loop):
+    results = []
+    for storage_format in ("npy", "tfrecord"):
+        seed_everything(4, deterministic=True)
+        train = load_examples(prepared[storage_format], "train")
+        val = load_examples(prepared[storage_format], "val")
+        model, history = train_from_params(settings_for("mlp", loop, epochs=2), 4, train, val)
+        results.append((weights_sha256(model), history))
+    assert results[0] == results[1]
+
+
+def test_a_damaged_manifest_is_a_clear_error(prepared, tmp_path):
+    directory = tmp_path / "prepared"
+    directory.mkdir()
+    (directory / TFRECORD_MANIFEST).write_text('{"train": {"count": 3}}')
+    with pytest.raises(PipelineError, match=r"cannot read split 'train' from .*tfrecord.json"):
+        load_examples(directory, "train")
+
+
+def test_switching_format_leaves_no_file_of_the_other(prepared, tmp_path):
+    raw = prepared["npy"].parent / "raw"
+    output = tmp_path / "prepared"
+    prepare(raw, output, 0.2, 0, seed=9, storage_format="tfrecord", shard_size=1000)
+    prepare(raw, output, 0.2, 0, seed=9, storage_format="npy")
+    assert sorted(path.suffix for path in output.iterdir()) == [".npy"] * 6
