@@ -18,7 +18,7 @@ AGAINST ?= main
 BASE ?= main
 REPORT ?= ci-report.md
 
-.PHONY: help setup system-packages run test lint bench gate ci ci-report clean
+.PHONY: help setup system-packages test-packages run test lint bench gate ci ci-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used
 	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
 	fi
 
+test-packages: ## Install Debian's chromium where apt can be used, for the plots page test
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=chromium \
+	  || echo "warning: could not install chromium; the test of dvc plots' page will be skipped"
+
 .PHONY: apt-install
 apt-install:
 	@command -v apt-get >/dev/null || { echo "apt-get not found: install $(PACKAGES) by hand"; exit 1; }
@@ -47,7 +51,7 @@ apt-install:
 run: setup ## Set up, then run the whole pipeline with dvc repro
 	dvc repro
 
-test: setup ## Run the test suite (unit tests and one end-to-end dvc repro)
+test: setup test-packages ## Run the test suite (unit tests and one end-to-end dvc repro)
 	python -m pytest
 
 lint: setup ## Check the code with ruff

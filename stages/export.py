@@ -1,18 +1,24 @@
 """Stage 5: export a SavedModel that takes raw uint8 images, and prove it matches the model."""
 
+import json
 import shutil
 
 import numpy as np
 
 from mnistpipe import paths
 from mnistpipe.data import load_split, read_raw
+from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
-from mnistpipe.files import atomic_directory, directory_size_bytes, write_json
+from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
+from mnistpipe.model_card import model_card
 from mnistpipe.models import load_model
+from mnistpipe.params import load_params
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 
 
 def main() -> str:
+    params = load_params(paths.PARAMS)
+    spec = DATASETS[params["dataset"]]
     model = load_model(paths.MODEL)
     test_images, test_labels = load_split(paths.PREPARED, "test")
     # The preprocessed test set is the first examples of the raw one (all of
@@ -20,32 +26,43 @@ def main() -> str:
     raw_images = read_raw(paths.RAW, "test")[0][: len(test_labels)]
 
     with atomic_directory(paths.EXPORT) as export_directory:
-        export_saved_model(model, export_directory / paths.EXPORTED_SAVED_MODEL.name)
+        saved_model = export_directory / paths.EXPORTED_SAVED_MODEL.name
+        export_saved_model(model, saved_model)
         shutil.copyfile(paths.MODEL, export_directory / paths.EXPORTED_KERAS.name)
         # Check the export before it replaces the previous one: the client's view
         # (raw uint8 pixels) against the trained model on preprocessed pixels.
-        figures = parity(
-            model, export_directory / paths.EXPORTED_SAVED_MODEL.name, raw_images, test_images
-        )
-
-    accuracy = float(np.mean(figures["predictions"].argmax(axis=1) == test_labels))
-    write_json(
-        paths.EXPORT_METRICS,
-        {
+        figures = parity(model, saved_model, raw_images, test_images)
+        accuracy = float(np.mean(figures["predictions"].argmax(axis=1) == test_labels))
+        export_metrics = {
             "argmax_disagreements": figures["argmax_disagreements"],
             "max_probability_difference": figures["max_probability_difference"],
             "parity_tolerance": PARITY_TOLERANCE,
             "exported_accuracy": round(accuracy, 6),
             # In MiB to two places: the graph's bytes vary by a few between identical
             # exports (generated function names), and metrics must not.
-            "saved_model_mib": round(directory_size_bytes(paths.EXPORTED_SAVED_MODEL) / 2**20, 2),
+            "saved_model_mib": round(directory_size_bytes(saved_model) / 2**20, 2),
             "test_examples": len(test_labels),
-        },
-    )
+        }
+        # What a client needs beside the graph: the names of the outputs, and the card.
+        write_json(
+            export_directory / paths.EXPORTED_CLASSES.name,
+            {"dataset": spec.name, "class_names": list(spec.class_names)},
+        )
+        with atomic_open(export_directory / paths.MODEL_CARD.name) as stream:
+            stream.write(
+                model_card(
+                    spec,
+                    params,
+                    json.loads(paths.TRAIN_METRICS.read_text()),
+                    json.loads(paths.EVALUATE_METRICS.read_text()),
+                    export_metrics,
+                )
+            )
+    write_json(paths.EXPORT_METRICS, export_metrics)
     return (
         f"export: {paths.EXPORTED_SAVED_MODEL} agrees with the model on {len(test_labels)} "
         f"test images (max difference {figures['max_probability_difference']:.1e}), "
-        f"accuracy {accuracy:.4f}"
+        f"accuracy {accuracy:.4f}; wrote {paths.MODEL_CARD}"
     )
 
 

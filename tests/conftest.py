@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import hashlib
 import http.server
+import runpy
 import threading
 from pathlib import Path
 
@@ -161,3 +162,23 @@ def http_server():
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+def run_stage_main(name):
+    return runpy.run_path(str(REPOSITORY / "stages" / f"{name}.py"), run_name="test")["main"]()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, synthetic_dataset, synthetic_files):
+    """A project directory with params for a quick run and a local mirror of the synthetic data."""
+    mirror = write_mirror(tmp_path / "mirror", synthetic_files)
+    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    params["download"]["mirrors"] = [str(mirror)]
+    params["preprocess"]["val_split"] = 0.2
+    params["train"].update(model="quickstart_cnn", epochs=2, batch_size=32, learning_rate=0.003)
+    params["evaluate"]["min_accuracy"] = 0.8
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(root)
+    return root

@@ -1,5 +1,6 @@
 """The real `dvc repro` in a temporary copy of the repository, on a slice of real Fashion-MNIST."""
 
+import csv
 import json
 import os
 import re
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 
+from mnistpipe.idx import read_images
 from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST, set_params
 
 pytestmark = pytest.mark.slow
@@ -268,3 +271,91 @@ def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(p
     swept = [row for row in rows if row["train.learning_rate"] in ("0.001", "0.003")]
     accuracies = [float(row[accuracy_column]) for row in swept]
     assert len(accuracies) == 2 and accuracies == sorted(accuracies, reverse=True)
+
+
+# The three <script> tags by which DVC's page loads Vega, Vega-Lite and vega-embed.
+CDN_SCRIPT = re.compile(r'<script src="https://cdn\.jsdelivr\.net/npm/vega[^"]*"></script>')
+
+
+def chromium_or_skip() -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("MNISTPIPE_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is not installed (make test-packages installs it)")
+        pytest.skip("chromium is not installed (make test-packages installs it)")
+    return chromium
+
+
+def test_dvc_plots_show_draws_every_plot_in_headless_chromium(project):
+    import vl_convert
+
+    chromium = chromium_or_skip()
+    root, _ = project
+    restore_committed_run(root)
+    dvc(root, "plots", "show")
+    page = (root / "dvc_plots" / "index.html").read_text()
+    assert len(CDN_SCRIPT.findall(page)) == 3
+    # These machines cannot reach the CDN: serve the same libraries from a file.
+    (root / "dvc_plots" / "vega-bundle.js").write_text(vl_convert.javascript_bundle())
+    offline = CDN_SCRIPT.sub("", page).replace(
+        "<head>", '<head>\n    <script src="vega-bundle.js"></script>', 1
+    )
+    offline_page = root / "dvc_plots" / "offline.html"
+    offline_page.write_text(offline)
+
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            offline_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    rendered = result.stdout
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Every Vega-Lite plot (accuracy, loss, confusion matrix) drew its marks.
+    vega_plots = offline.count("vegaEmbed(")
+    assert vega_plots == 3
+    assert rendered.count('class="marks"') == vega_plots, rendered[:3000]
+    assert "Uncaught" not in result.stderr, result.stderr[-3000:]
+    # The evaluate stage's two pictures are on the page, as image files DVC copied.
+    images = re.findall(r'<img src="([^"]+)"', rendered)
+    assert len(images) == 2, images
+    for source in images:
+        assert (root / "dvc_plots" / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_on_real_test_images_saved_as_png_agrees_with_evaluate(project, tmp_path):
+    root, _ = project
+    restore_committed_run(root)
+    test_images = read_images(root / "data" / "raw" / "t10k-images-idx3-ubyte")[:20]
+    with open(root / "plots" / "predictions.csv", newline="") as stream:
+        evaluated = [row["predicted"] for row in csv.DictReader(stream)][:20]
+    pictures = []
+    for index, image in enumerate(test_images):
+        pictures.append(tmp_path / f"test-{index}.png")
+        pictures[-1].write_bytes(tf.io.encode_png(image[..., np.newaxis]).numpy())
+
+    result = run(root, sys.executable, "-m", "mnistpipe.predict", "--json", *map(str, pictures))
+
+    predictions = json.loads(result.stdout)["predictions"]
+    assert [prediction["top"][0]["class"] for prediction in predictions] == evaluated
+
+
+def test_every_stage_ends_with_a_one_line_summary_and_logs_have_no_carriage_returns(project):
+    _, first_run = project
+    assert "\r" not in first_run
+    lines = first_run.splitlines()
+    for stage in ("download", "preprocess", "train", "evaluate", "export"):
+        summaries = [line for line in lines if line.startswith(f"{stage}: ")]
+        assert len(summaries) == 1, f"{stage}: {summaries}"
+        assert re.search(r"\(\d+\.\d s\)$", summaries[0]), summaries[0]
+    assert re.search(r"^epoch 1/1: loss \d", first_run, re.MULTILINE)

@@ -1,38 +1,16 @@
 """Each stage's main() in turn, in a temporary project, on a small synthetic dataset."""
 
 import json
-import runpy
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from mnistpipe import paths
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.serving import load_serving_function
-from tests.conftest import REPOSITORY, set_params, write_mirror
-
-
-def run_stage_main(name):
-    return runpy.run_path(str(REPOSITORY / "stages" / f"{name}.py"), run_name="test")["main"]()
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, synthetic_dataset, synthetic_files):
-    """A project directory with params for a quick run and a local mirror of the synthetic data."""
-    mirror = write_mirror(tmp_path / "mirror", synthetic_files)
-    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
-    params["download"]["mirrors"] = [str(mirror)]
-    params["preprocess"]["val_split"] = 0.2
-    params["train"].update(model="quickstart_cnn", epochs=2, batch_size=32, learning_rate=0.003)
-    params["evaluate"]["min_accuracy"] = 0.8
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(root)
-    return root
+from tests.conftest import run_stage_main, set_params
 
 
 def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_files):
@@ -67,6 +45,8 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert report["per_class"]["Ankle boot"]["support"] == 10
     assert {"precision", "recall", "f1"} == set(report["macro_avg"])
     assert paths.PREDICTIONS_PLOT.read_text().splitlines()[0] == "actual,predicted"
+    for picture in (paths.CONFUSION_MATRIX_IMAGE, paths.MISCLASSIFIED_IMAGE):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     run_stage_main("export")
     export_metrics = json.loads(paths.EXPORT_METRICS.read_text())
@@ -74,6 +54,15 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert export_metrics["max_probability_difference"] <= 1e-5
     assert export_metrics["exported_accuracy"] == report["accuracy"]
     assert paths.EXPORTED_KERAS.read_bytes() == paths.MODEL.read_bytes()
+    assert json.loads(paths.EXPORTED_CLASSES.read_text())["class_names"][9] == "Ankle boot"
+    card = paths.MODEL_CARD.read_text()
+    for heading in ("Model", "Data", "Training params", "Metrics", "Export parity", "Lineage"):
+        assert f"\n## {heading}\n" in card
+    assert "## Intended use" in card and "## Limits" in card
+    assert DATASETS["fashion_mnist"].sha256["test_images"] in card
+    assert f"accuracy **{report['accuracy']:.4f}**" in card
+    assert train_metrics["lineage"]["weights_sha256"] in card
+    assert "| 9 | Ankle boot |" in card
 
     # A client sends raw uint8 pixels and gets probabilities back.
     serve = load_serving_function(paths.EXPORTED_SAVED_MODEL)

@@ -13,6 +13,8 @@ MODEL = Path("models/model.keras")
 EXPORT = Path("models/export")
 EXPORTED_SAVED_MODEL = EXPORT / "saved_model"
 EXPORTED_KERAS = EXPORT / "model.keras"
+EXPORTED_CLASSES = EXPORT / "classes.json"
+MODEL_CARD = EXPORT / "MODEL_CARD.md"
 METRICS = Path("metrics")
 TRAIN_METRICS = METRICS / "train.json"
 EVALUATE_METRICS = METRICS / "evaluate.json"
@@ -20,5 +22,7 @@ EXPORT_METRICS = METRICS / "export.json"
 TRAIN_TIMING = Path("logs/train_timing.json")
 HISTORY_PLOT = Path("plots/history.csv")
 PREDICTIONS_PLOT = Path("plots/predictions.csv")
+CONFUSION_MATRIX_IMAGE = Path("plots/images/confusion_matrix.png")
+MISCLASSIFIED_IMAGE = Path("plots/images/misclassified.png")
 # Not a DVC output: it must outlive a killed run, which DVC would clean up.
 CHECKPOINT = Path("checkpoints/train.npz")

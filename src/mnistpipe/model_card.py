@@ -1,0 +1,136 @@
+"""MODEL_CARD.md: what the exported model is, what it was trained and tested on, where it fails.
+
+Written by the export stage beside the SavedModel from the params and the
+metrics files, so every figure in it is one the pipeline measured.
+"""
+
+from mnistpipe.datasets import FILE_NAMES, DatasetSpec
+
+# What each dataset's images are, for the card's "intended use" and "limits".
+_DATASET_DESCRIPTIONS = {
+    "fashion_mnist": "Zalando's Fashion-MNIST: 28x28 grayscale photos of single clothing "
+    "articles and shoes, centred on a black background",
+    "mnist": "MNIST: 28x28 grayscale scans of single handwritten digits, white on black, "
+    "centred by their centre of mass",
+}
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _most_confused(evaluation: dict, class_names: tuple[str, ...]) -> str:
+    """The weakest class by F1, in words."""
+    per_class = evaluation["per_class"]
+    weakest = min(class_names, key=lambda name: (per_class[name]["f1"], name))
+    figures = per_class[weakest]
+    return (
+        f"{weakest} is the hardest class: F1 {figures['f1']:.3f} "
+        f"(precision {figures['precision']:.3f}, recall {figures['recall']:.3f})"
+    )
+
+
+def model_card(
+    spec: DatasetSpec,
+    params: dict,
+    train_metrics: dict,
+    evaluation: dict,
+    export_metrics: dict,
+) -> str:
+    """The card's Markdown text."""
+    settings = params["train"]
+    class_names = spec.class_names
+    lineage = train_metrics["lineage"]
+    description = _DATASET_DESCRIPTIONS.get(spec.name, spec.name)
+    checksum_rows = [[f"`{FILE_NAMES[role]}`", f"`{spec.sha256[role]}`"] for role in FILE_NAMES]
+    params_rows = [[f"`train.{key}`", f"`{value}`"] for key, value in settings.items()]
+    params_rows += [
+        ["`seed`", f"`{params['seed']}`"],
+        ["`preprocess.val_split`", f"`{params['preprocess']['val_split']}`"],
+        ["`preprocess.limit`", f"`{params['preprocess']['limit']}`"],
+    ]
+    class_rows = [
+        [
+            index,
+            name,
+            f"{evaluation['per_class'][name]['precision']:.4f}",
+            f"{evaluation['per_class'][name]['recall']:.4f}",
+            f"{evaluation['per_class'][name]['f1']:.4f}",
+            evaluation["per_class"][name]["support"],
+        ]
+        for index, name in enumerate(class_names)
+    ]
+    versions = ", ".join(f"{name} {version}" for name, version in lineage["versions"].items())
+    limit_note = (
+        f" Trained on the first {params['preprocess']['limit']} training images only "
+        "(`preprocess.limit`): a quick run, not the full model."
+        if params["preprocess"]["limit"]
+        else ""
+    )
+    sections = [
+        f"# Model card: {spec.name} classifier (`{settings['model']}`)",
+        "Written by the pipeline's export stage (`stages/export.py`); every figure below "
+        "is one it measured.",
+        "## Model",
+        f"- Architecture: the `{settings['model']}` preset of `src/mnistpipe/models.py`, "
+        f"{train_metrics['parameters']:,} parameters, trained {settings['epochs']} epochs "
+        f"with {settings['optimizer']} (learning rate {settings['learning_rate']}, "
+        f"{settings['lr_schedule']} schedule), batch {settings['batch_size']}.",
+        "- Files: `saved_model/` (TensorFlow SavedModel, signature `serving_default`: "
+        "`images`, uint8 of shape (N, 28, 28), raw pixels; returns the probabilities of "
+        "the 10 classes, scaling and softmax inside the graph), `model.keras` (the trained "
+        "Keras model; load with `safe_mode=True`), `classes.json` (class names by index).",
+        "- Classes, by output index: "
+        + ", ".join(f"{index} {name}" for index, name in enumerate(class_names))
+        + ".",
+        "## Data",
+        f"{description}. Each file was verified by the SHA-256 of its decompressed "
+        "content before use:",
+        _table(["file", "SHA-256"], checksum_rows),
+        f"Validation: a seeded {params['preprocess']['val_split']:.0%} of the training set. "
+        f"Prepared data (`data/prepared/`) SHA-256: `{lineage['data_sha256']}`.{limit_note}",
+        "## Training params",
+        _table(["param", "value"], params_rows),
+        "## Metrics",
+        f"On the {evaluation['examples']} test images: accuracy "
+        f"**{evaluation['accuracy']:.4f}**, loss {evaluation['loss']:.4f}, macro-averaged "
+        f"F1 {evaluation['macro_avg']['f1']:.4f}. After the last epoch: training accuracy "
+        f"{train_metrics['accuracy']:.4f}, validation accuracy "
+        f"{train_metrics['val_accuracy']:.4f}.",
+        _table(["index", "class", "precision", "recall", "F1", "test images"], class_rows),
+        "## Export parity",
+        f"The SavedModel, fed raw uint8 pixels, against the trained Keras model on "
+        f"preprocessed ones, over {export_metrics['test_examples']} test images: "
+        f"{export_metrics['argmax_disagreements']} disagreements on the predicted class, "
+        f"largest probability difference {export_metrics['max_probability_difference']:.1e} "
+        f"(tolerance {export_metrics['parity_tolerance']:.0e}); the SavedModel's accuracy "
+        f"is {export_metrics['exported_accuracy']:.4f}.",
+        "## Lineage",
+        f"- Weights SHA-256: `{lineage['weights_sha256']}`\n"
+        f"- Prepared data SHA-256: `{lineage['data_sha256']}`\n"
+        f"- Libraries: {versions}",
+        "## Intended use",
+        f"Classifying images like the dataset's own ({description}) into its ten classes: "
+        "teaching, benchmarking training pipelines, and as a baseline for such work. "
+        "`python -m mnistpipe.predict` turns other pictures into that form (28x28 "
+        "grayscale, light on dark) before asking the model.",
+        "## Limits",
+        "\n".join(
+            [
+                f"- {_most_confused(evaluation, class_names)}; see the confusion matrix "
+                "in `plots/images/confusion_matrix.png`.",
+                "- Every input gets one of the ten classes, whatever it shows: there is no "
+                '"none of these" answer, and a high probability is no proof that the image '
+                "belongs to the dataset's world.",
+                "- Photos that do not look like the dataset (cluttered backgrounds, several "
+                "objects, off-centre or cropped objects, light objects on light ground) are "
+                "classified far worse than the test accuracy says.",
+                "- The test accuracy holds for the dataset's test set only; it says nothing "
+                "about other sources of images, and it is not meant for decisions about "
+                "people.",
+            ]
+        ),
+    ]
+    return "\n\n".join(sections) + "\n"

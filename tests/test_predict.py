@@ -1,0 +1,104 @@
+"""python -m mnistpipe.predict on PNG, JPEG and IDX files, with the synthetic dataset's export."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnistpipe import paths
+from mnistpipe.datasets import FILE_NAMES
+from mnistpipe.idx import read_images
+from mnistpipe.predict import main, to_dataset_image
+from tests.conftest import run_stage_main
+
+
+@pytest.fixture
+def exported(project):
+    for stage in ("download", "preprocess", "train", "evaluate", "export"):
+        run_stage_main(stage)
+    with open(paths.PREDICTIONS_PLOT, newline="") as stream:
+        evaluated = [row["predicted"] for row in csv.DictReader(stream)]
+    return project, read_images(paths.RAW / FILE_NAMES["test_images"]), evaluated
+
+
+def write_png(path, image):
+    path.write_bytes(tf.io.encode_png(image[..., np.newaxis]).numpy())
+    return path
+
+
+def as_photo(image):
+    """A 28x28 light-on-dark image as a shop photo: 3x larger, RGB, dark on white, JPEG."""
+    large = np.kron(255 - image, np.ones((3, 3), dtype=np.uint8))
+    return tf.io.encode_jpeg(np.repeat(large[..., np.newaxis], 3, axis=2), quality=95).numpy()
+
+
+def test_each_good_file_is_predicted_and_each_bad_one_named(exported, tmp_path, capsys):
+    _, test_images, evaluated = exported
+    png = write_png(tmp_path / "first.png", test_images[0])
+    photo = tmp_path / "second.jpg"
+    photo.write_bytes(as_photo(test_images[1]))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+
+    status = main([str(png), str(tmp_path / "missing.png"), str(photo), str(empty), str(text)])
+
+    out, err = capsys.readouterr()
+    assert status == 1
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(png), str(photo)]
+    # The top class is the one the evaluate stage found; three classes a line.
+    assert lines[0].split(": ")[1].startswith(evaluated[0] + " ")
+    assert lines[1].split(": ")[1].startswith(evaluated[1] + " ")
+    assert all(line.count(", ") == 2 for line in lines)
+    assert f"error: cannot read {tmp_path / 'missing.png'}" in err
+    assert f"error: {empty} is empty; expected a PNG, JPEG or IDX image file" in err
+    assert f"error: {text} is not an image TensorFlow can decode" in err
+    assert "Traceback" not in err
+
+
+def test_json_output_ranks_three_classes_for_every_image_of_an_idx_file(exported, capsys):
+    _, test_images, evaluated = exported
+    idx_file = paths.RAW / FILE_NAMES["test_images"]
+
+    assert main(["--json", str(idx_file)]) == 0
+
+    document = json.loads(capsys.readouterr().out)
+    predictions = document["predictions"]
+    assert document["errors"] == []
+    assert len(predictions) == len(test_images)
+    assert predictions[5]["file"] == f"{idx_file}[5]"
+    assert [prediction["top"][0]["class"] for prediction in predictions] == evaluated
+    for prediction in predictions:
+        probabilities = [entry["probability"] for entry in prediction["top"]]
+        assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_dark_on_light_pictures_are_inverted_unless_told_not_to():
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[8:20, 10:18] = 240
+    np.testing.assert_array_equal(to_dataset_image(255 - image), image)
+    np.testing.assert_array_equal(to_dataset_image(255 - image, invert=False), 255 - image)
+    # A light-on-dark picture, as in the dataset, is left as it is.
+    np.testing.assert_array_equal(to_dataset_image(image), image)
+
+
+def test_any_size_is_fitted_into_28_by_28_keeping_its_proportions():
+    wide = np.zeros((60, 120), dtype=np.uint8)
+    wide[20:40, :] = 255
+    fitted = to_dataset_image(wide)
+    assert fitted.shape == (28, 28) and fitted.dtype == np.uint8
+    # 120x60 becomes 28x14, centred: black bands above and below.
+    assert fitted[:7].max() == 0 and fitted[-7:].max() == 0
+    assert fitted[14, :].min() > 200
+
+
+def test_a_missing_export_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["any.png"]) == 1
+    assert "error: cannot read the class names from models/export/classes.json" in (
+        capsys.readouterr().err
+    )
