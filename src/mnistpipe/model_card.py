@@ -21,6 +21,12 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _yaml_value(value) -> str:
+    # As params.yaml spells it: true/false, not Python's True/False.
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"`{text}`"
+
+
 def _most_confused(evaluation: dict, class_names: tuple[str, ...]) -> str:
     """The weakest class by F1, in words."""
     per_class = evaluation["per_class"]
@@ -45,11 +51,11 @@ def model_card(
     lineage = train_metrics["lineage"]
     description = _DATASET_DESCRIPTIONS.get(spec.name, spec.name)
     checksum_rows = [[f"`{FILE_NAMES[role]}`", f"`{spec.sha256[role]}`"] for role in FILE_NAMES]
-    params_rows = [[f"`train.{key}`", f"`{value}`"] for key, value in settings.items()]
+    params_rows = [[f"`train.{key}`", _yaml_value(value)] for key, value in settings.items()]
     params_rows += [
-        ["`seed`", f"`{params['seed']}`"],
-        ["`preprocess.val_split`", f"`{params['preprocess']['val_split']}`"],
-        ["`preprocess.limit`", f"`{params['preprocess']['limit']}`"],
+        ["`seed`", _yaml_value(params["seed"])],
+        ["`preprocess.val_split`", _yaml_value(params["preprocess"]["val_split"])],
+        ["`preprocess.limit`", _yaml_value(params["preprocess"]["limit"])],
     ]
     class_rows = [
         [
@@ -77,11 +83,11 @@ def model_card(
         f"- Architecture: the `{settings['model']}` preset of `src/mnistpipe/models.py`, "
         f"{train_metrics['parameters']:,} parameters, trained {settings['epochs']} epochs "
         f"with {settings['optimizer']} (learning rate {settings['learning_rate']}, "
-        f"{settings['lr_schedule']} schedule), batch {settings['batch_size']}.",
+        f"{settings['lr_schedule']} schedule), batch {settings['batch_size']}.\n"
         "- Files: `saved_model/` (TensorFlow SavedModel, signature `serving_default`: "
         "`images`, uint8 of shape (N, 28, 28), raw pixels; returns the probabilities of "
         "the 10 classes, scaling and softmax inside the graph), `model.keras` (the trained "
-        "Keras model; load with `safe_mode=True`), `classes.json` (class names by index).",
+        "Keras model; load with `safe_mode=True`), `classes.json` (class names by index).\n"
         "- Classes, by output index: "
         + ", ".join(f"{index} {name}" for index, name in enumerate(class_names))
         + ".",
