@@ -139,8 +139,11 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
     def serve_status(self, path: str, status: int) -> None:
         self.routes[path] = lambda handler: handler.send_error(status)
 
-    def serve_dropped(self, path: str, body: bytes) -> None:
-        """Announce all of ``body``, send half, then close the connection."""
+    def serve_dropped(self, path: str, body: bytes, after_half=None) -> None:
+        """Announce all of ``body``, send half, then close the connection.
+
+        ``after_half``, if given, is called once half is sent, before the close.
+        """
 
         def answer(handler):
             handler.send_response(200)
@@ -148,6 +151,8 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
             handler.end_headers()
             handler.wfile.write(body[: len(body) // 2])
             handler.wfile.flush()
+            if after_half is not None:
+                after_half()
             handler.close_connection = True
 
         self.routes[path] = answer

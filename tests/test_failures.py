@@ -292,16 +292,11 @@ def test_a_download_killed_mid_file_is_completed_correctly_by_the_next_run(
     half_sent = threading.Event()
     released = threading.Event()
 
-    def stall_half_way(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body[: len(body) // 2])
-        handler.wfile.flush()
+    def stall():
         half_sent.set()
         released.wait(timeout=60)
 
-    http_server.routes[f"/data/{TRAIN_IMAGES}.gz"] = stall_half_way
+    http_server.serve_dropped(f"/data/{TRAIN_IMAGES}.gz", body, after_half=stall)
     set_params(project, "download", mirrors=[f"{http_server.url}/data/"])
     raw = project / "data" / "raw"
     process = subprocess.Popen(
