@@ -15,9 +15,11 @@ the storage:
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,8 @@ import tensorflow as tf
 
 from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE
 from mnistpipe.errors import PipelineError
-from mnistpipe.files import atomic_directory, atomic_open, save_array
+from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
 from mnistpipe.idx import read_pair
-from mnistpipe.lineage import directory_sha256
 from mnistpipe.params import FORMATS
 
 SPLITS = ("train", "val", "test")
@@ -164,23 +165,30 @@ def _parse_example(record):
 class Examples:
     """One split: a tf.data.Dataset of (image, label) in a fixed order, and its size.
 
-    ``digest`` identifies the content (checkpoints compare it); reading the data
-    is not needed to compute it.
+    ``digest`` identifies the content (checkpoints compare it). It reads all the
+    data, so it is computed on first use only: evaluating, exporting or training
+    without a checkpoint never pays for it.
     """
 
     dataset: tf.data.Dataset
     count: int
-    digest: str
+    hash_content: Callable[[], str] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        return self.hash_content()
 
 
 def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> Examples:
-    digest = hashlib.sha256()
-    for array in (images, labels):
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).data)
-    return Examples(
-        tf.data.Dataset.from_tensor_slices((images, labels)), len(labels), digest.hexdigest()
-    )
+    def hash_content() -> str:
+        digest = hashlib.sha256()
+        for array in (images, labels):
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    return Examples(dataset, len(labels), hash_content)
 
 
 def load_examples(directory: str | os.PathLike, split: str) -> Examples:
@@ -203,10 +211,15 @@ def load_examples(directory: str | os.PathLike, split: str) -> Examples:
     # tf.data cannot know how many records files hold; telling it makes Keras run
     # each epoch exactly as over in-memory arrays (and fails loudly if it is wrong).
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(entry["count"]))
-    digest = hashlib.sha256(
-        json.dumps({"split": split, "data": directory_sha256(directory)}).encode()
-    ).hexdigest()
-    return Examples(dataset, entry["count"], digest)
+
+    def hash_content() -> str:
+        # This split's shards only: the other splits' files are not its content.
+        digest = hashlib.sha256()
+        for name in entry["shards"]:
+            digest.update(name.encode() + b"\0" + bytes.fromhex(sha256_of_file(directory / name)))
+        return digest.hexdigest()
+
+    return Examples(dataset, entry["count"], hash_content)
 
 
 def _read_manifest(path: Path, split: str) -> dict:
