@@ -1,7 +1,5 @@
 """Stage 4: score the trained model on the test set; fail below evaluate.min_accuracy."""
 
-import tensorflow as tf
-
 from mnistpipe import paths
 from mnistpipe.data import load_split
 from mnistpipe.datasets import DATASETS
@@ -9,7 +7,7 @@ from mnistpipe.errors import PipelineError, run_stage
 from mnistpipe.evaluation import classification_report, prediction_rows
 from mnistpipe.figures import confusion_matrix_figure, misclassified_figure, save_png
 from mnistpipe.files import write_csv, write_json
-from mnistpipe.models import load_model
+from mnistpipe.models import load_model, probabilities
 from mnistpipe.params import load_params
 
 
@@ -23,13 +21,13 @@ def main() -> str:
     report = classification_report(test_labels, logits, class_names)
     write_json(paths.EVALUATE_METRICS, report)
     write_csv(paths.PREDICTIONS_PLOT, prediction_rows(test_labels, logits, class_names))
-    probabilities = tf.nn.softmax(logits).numpy()
+    test_probabilities = probabilities(logits)
     save_png(
-        confusion_matrix_figure(test_labels, probabilities.argmax(axis=1), class_names),
+        confusion_matrix_figure(test_labels, test_probabilities.argmax(axis=1), class_names),
         paths.CONFUSION_MATRIX_IMAGE,
     )
     save_png(
-        misclassified_figure(test_images, test_labels, probabilities, class_names),
+        misclassified_figure(test_images, test_labels, test_probabilities, class_names),
         paths.MISCLASSIFIED_IMAGE,
     )
 

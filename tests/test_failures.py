@@ -334,3 +334,13 @@ def test_a_mirror_that_is_not_http_or_a_directory_is_refused(project):
     result = run_stage_process(project, "download")
     assert_clear_error(result, "download.mirrors", "ftp://example.org/mnist/", "http")
     assert not (project / "data").exists()
+
+
+def test_stages_that_succeed_leave_stderr_empty(project, synthetic_files):
+    # TensorFlow's start-up INFO lines would otherwise come first on stderr, above
+    # any error; they are dropped when mnistpipe imports TensorFlow.
+    write_raw(project, synthetic_files)
+    for stage in ("preprocess", "train", "evaluate", "export"):
+        result = run_stage_process(project, stage)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", f"{stage}:\n{result.stderr}"

@@ -7,6 +7,7 @@
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
@@ -58,6 +59,11 @@ def build_quickstart_cnn() -> keras.Model:
     # that summaries, weight counts and saving work before training.
     model(keras.ops.zeros((1, *INPUT_SHAPE)))
     return model
+
+
+def probabilities(logits) -> np.ndarray:
+    """Class probabilities from the models' logits, as a NumPy array."""
+    return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 
 
 def _conv_block(x, filters: int):

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError
+from mnistpipe.models import probabilities
 
 SIGNATURE = "serving_default"
 PARITY_TOLERANCE = 1e-5
@@ -71,9 +72,7 @@ def parity(
     no probability differs by more than ``PARITY_TOLERANCE``.
     """
     exported = predict_in_batches(load_serving_function(directory), raw_images)
-    trained = keras.ops.convert_to_numpy(
-        keras.ops.softmax(model.predict(scaled_images, batch_size=_BATCH, verbose=0))
-    )
+    trained = probabilities(model.predict(scaled_images, batch_size=_BATCH, verbose=0))
     argmax_disagreements = int(np.sum(exported.argmax(axis=1) != trained.argmax(axis=1)))
     max_difference = float(np.max(np.abs(exported - trained)))
     if argmax_disagreements or max_difference > PARITY_TOLERANCE:
