@@ -344,3 +344,18 @@ def test_stages_that_succeed_leave_stderr_empty(project, synthetic_files):
         result = run_stage_process(project, stage)
         assert result.returncode == 0, result.stderr
         assert result.stderr == "", f"{stage}:\n{result.stderr}"
+
+
+def test_a_full_disk_while_tfrecord_shards_are_written_leaves_the_previous_data(
+    project, synthetic_files
+):
+    prepare(project, synthetic_files)
+    prepared = project / "data" / "prepared"
+    before = {path.name: path.read_bytes() for path in prepared.iterdir()}
+    set_params(project, "preprocess", format="tfrecord", shard_size=100)
+
+    result = run_stage_process(project, "preprocess", preexec_fn=limit_file_size(20_000))
+
+    assert_clear_error(result, "could not write data/prepared: File too large", "is as it was")
+    assert {path.name: path.read_bytes() for path in prepared.iterdir()} == before
+    assert sorted(path.name for path in prepared.parent.iterdir()) == ["prepared", "raw"]

@@ -127,12 +127,17 @@ def write_tfrecords(directory: Path, arrays: dict, shard_size: int) -> None:
         ]
         options = tf.io.TFRecordOptions(compression_type=_TFRECORD_COMPRESSION)
         for index, name in enumerate(names):
-            with tf.io.TFRecordWriter(str(directory / name), options) as writer:
-                # Round-robin: shard k holds examples k, k + n, k + 2n, ...
-                for image, label in zip(
-                    images[index::shard_count], labels[index::shard_count], strict=True
-                ):
-                    writer.write(_example(image, label))
+            try:
+                with tf.io.TFRecordWriter(str(directory / name), options) as writer:
+                    # Round-robin: shard k holds examples k, k + n, k + 2n, ...
+                    for image, label in zip(
+                        images[index::shard_count], labels[index::shard_count], strict=True
+                    ):
+                        writer.write(_example(image, label))
+            except tf.errors.OpError as error:
+                # TensorFlow reports a failed write (a full disk) as its own error,
+                # "PATH; REASON": as an OSError, atomic_directory reports it as one.
+                raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
         manifest[split] = {"count": len(labels), "shards": names}
     with atomic_open(directory / TFRECORD_MANIFEST) as stream:
         json.dump(manifest, stream, indent=2, sort_keys=True)
