@@ -1,14 +1,15 @@
-"""Stage 4: score the trained model on the test set; fail below evaluate.min_accuracy."""
+"""Stage 4: score the trained model on the test set; record whether it meets the bar."""
 
 from mnistpipe import paths
 from mnistpipe.data import load_split
 from mnistpipe.datasets import DATASETS
-from mnistpipe.errors import PipelineError, run_stage
+from mnistpipe.errors import run_stage
 from mnistpipe.evaluation import classification_report, prediction_rows
 from mnistpipe.figures import confusion_matrix_figure, misclassified_figure, save_png
 from mnistpipe.files import write_csv, write_json
 from mnistpipe.models import load_model, probabilities
 from mnistpipe.params import load_params
+from mnistpipe.quality import bar_verdict, judged_metrics
 
 
 def main() -> str:
@@ -19,7 +20,12 @@ def main() -> str:
 
     logits = model.predict(test_images, batch_size=1000, verbose=0)
     report = classification_report(test_labels, logits, class_names)
-    write_json(paths.EVALUATE_METRICS, report)
+    # Below the bar is a result, not a failure: the experiment completes and is saved,
+    # and the release step and the CI gate refuse to publish it.
+    min_accuracy = params["evaluate"]["min_accuracy"]
+    decisive, per_class = judged_metrics(report, min_accuracy)
+    write_json(paths.EVALUATE_METRICS, decisive)
+    write_json(paths.CLASS_METRICS, per_class)
     write_csv(paths.PREDICTIONS_PLOT, prediction_rows(test_labels, logits, class_names))
     test_probabilities = probabilities(logits)
     save_png(
@@ -30,16 +36,9 @@ def main() -> str:
         misclassified_figure(test_images, test_labels, test_probabilities, class_names),
         paths.MISCLASSIFIED_IMAGE,
     )
-
-    min_accuracy = params["evaluate"]["min_accuracy"]
-    if report["accuracy"] < min_accuracy:
-        raise PipelineError(
-            f"test accuracy {report['accuracy']:.4f} is below evaluate.min_accuracy "
-            f"{min_accuracy:.4f} in {paths.PARAMS}"
-        )
     return (
-        f"evaluate: test accuracy {report['accuracy']:.4f} (gate {min_accuracy:.4f}), "
-        f"loss {report['loss']:.4f}, wrote {paths.EVALUATE_METRICS} and "
+        f"evaluate: {bar_verdict(report['accuracy'], min_accuracy)}, "
+        f"loss {report['loss']:.4f}, wrote {paths.EVALUATE_METRICS}, {paths.CLASS_METRICS} and "
         f"{paths.CONFUSION_MATRIX_IMAGE.parent}/"
     )
 

@@ -55,6 +55,8 @@ def main() -> str:
                     params,
                     json.loads(paths.TRAIN_METRICS.read_text()),
                     json.loads(paths.EVALUATE_METRICS.read_text()),
+                    json.loads(paths.CLASS_METRICS.read_text()),
+                    json.loads(paths.LINEAGE.read_text()),
                     export_metrics,
                 )
             )

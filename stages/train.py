@@ -9,7 +9,7 @@ from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_path, write_csv, write_json
-from mnistpipe.lineage import directory_sha256, library_versions
+from mnistpipe.lineage import lineage
 from mnistpipe.params import load_params
 from mnistpipe.training import check_settings, seed_everything, train_from_params, weights_sha256
 
@@ -64,13 +64,9 @@ def main() -> str:
             "best_val_accuracy": round(max(history["val_accuracy"]), 6),
             "epochs": settings["epochs"],
             "parameters": model.count_params(),
-            "lineage": {
-                "weights_sha256": weights_sha256(model),
-                "data_sha256": directory_sha256(paths.PREPARED),
-                "versions": library_versions(),
-            },
         },
     )
+    write_json(paths.LINEAGE, lineage(weights_sha256(model), paths.PREPARED))
     images = train_split.count * settings["epochs"]
     write_json(
         paths.TRAIN_TIMING,

@@ -22,6 +22,10 @@ def write_metrics(root, accuracy, loss, disagreements=0):
     (metrics / "export.json").write_text(json.dumps({"argmax_disagreements": disagreements}))
 
 
+def commit_all(root):
+    git(root, "-c", "user.name=test", "-c", "user.email=t@example.org", "commit", "-qam", "next")
+
+
 @pytest.fixture
 def repository(tmp_path, monkeypatch):
     """A git repository whose first commit holds a run with accuracy 0.92 and loss 0.22."""
@@ -76,7 +80,7 @@ def test_a_rising_loss_or_new_disagreement_fails(repository):
 
 def test_the_base_is_read_from_git_not_from_a_file(repository):
     """A second commit moves the workspace's base; HEAD~1 still gives the first."""
-    write_metrics(repository, accuracy=0.80, loss=0.5)
+    write_metrics(repository, accuracy=0.905, loss=0.5)
     git(
         repository,
         "-c",
@@ -137,3 +141,45 @@ def test_tolerances_in_params_are_validated(repository):
     params["gate"]["tolerances"]["evaluate.accuracy"] = -0.1
     (repository / "params.yaml").write_text(yaml.safe_dump(params))
     assert main(["--against", "HEAD"]) == 2
+
+
+def test_a_model_below_the_bar_fails_naming_the_figure_and_the_bar(repository, capsys):
+    """No metric got worse than at HEAD, but the model is below evaluate.min_accuracy (0.9)."""
+    write_metrics(repository, accuracy=0.85, loss=0.4)
+    commit_all(repository)
+    assert main(["--against", "HEAD"]) == 1
+    captured = capsys.readouterr()
+    assert "| evaluate.accuracy | 0.85 | 0.85 | +0 | pass" in captured.out
+    assert "Quality bar: **FAIL**, test accuracy 0.8500 is below evaluate.min_accuracy 0.9000" in (
+        captured.out
+    )
+    assert "gate failed: test accuracy 0.8500 is below evaluate.min_accuracy 0.9000" in (
+        captured.err
+    )
+
+
+def test_a_model_at_the_bar_passes_it(repository, capsys):
+    write_metrics(repository, accuracy=0.9, loss=0.22)
+    assert main(["--against", "HEAD", "--tolerance", "evaluate.accuracy=0.1"]) == 1
+    assert "Quality bar: pass, test accuracy 0.9000 meets evaluate.min_accuracy 0.9000" in (
+        capsys.readouterr().out
+    )
+
+
+def test_per_class_figures_are_gated_against_a_revision_that_kept_them_in_evaluate_json(
+    repository, capsys
+):
+    """Older revisions hold per_class inside metrics/evaluate.json; now it is classes.json."""
+    committed = json.loads((repository / "metrics" / "evaluate.json").read_text())
+    committed["per_class"] = {"Shirt": {"f1": 0.70}}
+    (repository / "metrics" / "evaluate.json").write_text(json.dumps(committed))
+    commit_all(repository)
+    write_metrics(repository, accuracy=0.92, loss=0.22)
+    classes = repository / "metrics" / "classes.json"
+    classes.write_text(json.dumps({"per_class": {"Shirt": {"f1": 0.65}}}))
+    assert main(["--against", "HEAD", "--tolerance", "classes.per_class.Shirt.f1=0.01"]) == 1
+    assert "| classes.per_class.Shirt.f1 | 0.7 | 0.65 | -0.05 | **FAIL**" in (
+        capsys.readouterr().out
+    )
+    classes.write_text(json.dumps({"per_class": {"Shirt": {"f1": 0.71}}}))
+    assert main(["--against", "HEAD", "--tolerance", "classes.per_class.Shirt.f1=0.01"]) == 0

@@ -6,8 +6,10 @@ A metric is named ``FILE.KEY``: ``evaluate.macro_avg.f1`` is the key
 ``macro_avg.f1`` of ``metrics/evaluate.json``. Tolerances (how much each metric
 may get *worse*) come from ``gate.tolerances`` in params.yaml, overridden or
 extended by ``--tolerance``. Prints a Markdown table (metric, base, now, change,
-verdict) and exits 1 when any metric got worse by more than its tolerance, 2 on
-an error (unknown revision, missing metric).
+verdict) and exits 1 when any metric got worse by more than its tolerance or
+the workspace's test accuracy is below evaluate.min_accuracy (the bar judges an
+experiment; the gate refuses to let one below it through), 2 on an error
+(unknown revision, missing metric).
 """
 
 import argparse
@@ -16,12 +18,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnistpipe import paths
+from mnistpipe import interrupts, paths
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import Tolerances, load_params
+from mnistpipe.quality import bar_verdict, meets_bar
 
 # For these metrics smaller is better; for every other one, larger is better.
 LOWER_IS_BETTER_SUFFIXES = ("loss", "disagreements", "difference")
+
+# Where a metrics file's keys lived in revisions committed before it existed: the
+# per-class figures were part of metrics/evaluate.json until they got a file of their own.
+FORMER_HOMES = {paths.CLASS_METRICS: paths.EVALUATE_METRICS}
 
 
 def metric_file(metric: str) -> Path:
@@ -44,6 +51,8 @@ def check_revision(revision: str) -> None:
 def read_committed(revision: str, path: Path) -> dict:
     """The JSON file ``path`` as committed at ``revision``, read from git itself."""
     shown = _git("show", f"{revision}:{path.as_posix()}")
+    if shown.returncode != 0 and path in FORMER_HOMES:
+        return read_committed(revision, FORMER_HOMES[path])
     if shown.returncode != 0:
         raise PipelineError(f"{path} does not exist at revision {revision!r}")
     return _parse(shown.stdout, f"{path} at {revision}")
@@ -102,6 +111,14 @@ def compare(tolerances: dict[str, float], revision: str) -> list[dict]:
     return rows
 
 
+def bar_check(min_accuracy: float) -> tuple[bool, str]:
+    """Whether the workspace's model meets evaluate.min_accuracy, and the words saying so."""
+    accuracy = lookup(
+        read_workspace(paths.EVALUATE_METRICS), "evaluate.accuracy", str(paths.EVALUATE_METRICS)
+    )
+    return meets_bar(accuracy, min_accuracy), bar_verdict(accuracy, min_accuracy)
+
+
 def markdown_table(rows: list[dict], revision: str) -> str:
     lines = [
         f"Quality gate against `{revision}`",
@@ -136,6 +153,7 @@ def parse_tolerance(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+@interrupts.handled("gate", "; nothing was written; run it again")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnistpipe.gate",
@@ -161,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     try:
-        tolerances = dict(load_params(arguments.params)["gate"]["tolerances"])
+        params = load_params(arguments.params)
+        tolerances = dict(params["gate"]["tolerances"])
         tolerances.update(dict(arguments.tolerance))
         if not tolerances:
             raise PipelineError(
@@ -169,15 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                 "and no --tolerance was given"
             )
         rows = compare(tolerances, arguments.against)
+        meets, verdict = bar_check(params["evaluate"]["min_accuracy"])
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown_table(rows, arguments.against))
+    print(f"\nQuality bar: {'pass' if meets else '**FAIL**'}, {verdict}")
     failed = [row["metric"] for row in rows if not row["passed"]]
     if failed:
         print(f"\ngate failed: {', '.join(failed)} got worse than allowed", file=sys.stderr)
-        return 1
-    return 0
+    if not meets:
+        print(f"\ngate failed: {verdict}", file=sys.stderr)
+    return 1 if failed or not meets else 0
 
 
 if __name__ == "__main__":

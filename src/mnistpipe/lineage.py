@@ -18,6 +18,18 @@ def directory_sha256(directory: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def lineage(weights_sha256: str, prepared: str | os.PathLike) -> dict:
+    """What a trained model came from, as metrics/lineage.json and the model card record it.
+
+    One dict, built here only: the model card and anyone adding a hash read the same keys.
+    """
+    return {
+        "weights_sha256": weights_sha256,
+        "data_sha256": directory_sha256(prepared),
+        "versions": library_versions(),
+    }
+
+
 def library_versions() -> dict[str, str]:
     return {
         package: importlib.metadata.version(distribution)

@@ -5,6 +5,7 @@ metrics files, so every figure in it is one the pipeline measured.
 """
 
 from mnistpipe.datasets import FILE_NAMES, DatasetSpec
+from mnistpipe.quality import bar_verdict, meets_bar
 
 # What each dataset's images are, for the card's "intended use" and "limits".
 _DATASET_DESCRIPTIONS = {
@@ -27,9 +28,8 @@ def _yaml_value(value) -> str:
     return f"`{text}`"
 
 
-def _most_confused(evaluation: dict, class_names: tuple[str, ...]) -> str:
+def _most_confused(per_class: dict, class_names: tuple[str, ...]) -> str:
     """The weakest class by F1, in words."""
-    per_class = evaluation["per_class"]
     weakest = min(class_names, key=lambda name: (per_class[name]["f1"], name))
     figures = per_class[weakest]
     return (
@@ -43,12 +43,30 @@ def model_card(
     params: dict,
     train_metrics: dict,
     evaluation: dict,
+    class_metrics: dict,
+    lineage: dict,
     export_metrics: dict,
 ) -> str:
-    """The card's Markdown text."""
+    """The card's Markdown text.
+
+    ``evaluation`` is metrics/evaluate.json, ``class_metrics`` metrics/classes.json and
+    ``lineage`` metrics/lineage.json.
+    """
     settings = params["train"]
     class_names = spec.class_names
-    lineage = train_metrics["lineage"]
+    per_class = class_metrics["per_class"]
+    # The bar evaluate judged by, as it recorded it.
+    min_accuracy = evaluation["min_accuracy"]
+    if meets_bar(evaluation["accuracy"], min_accuracy):
+        bar = (
+            f"Quality bar: met. The {bar_verdict(evaluation['accuracy'], min_accuracy)}; "
+            "the release step may publish this model."
+        )
+    else:
+        bar = (
+            f"Quality bar: **not met**. The {bar_verdict(evaluation['accuracy'], min_accuracy)}: "
+            "an experiment's result, which the release step and the CI gate refuse to publish."
+        )
     description = _DATASET_DESCRIPTIONS.get(spec.name, spec.name)
     checksum_rows = [[f"`{FILE_NAMES[role]}`", f"`{spec.sha256[role]}`"] for role in FILE_NAMES]
     params_rows = [[f"`train.{key}`", _yaml_value(value)] for key, value in settings.items()]
@@ -61,10 +79,10 @@ def model_card(
         [
             index,
             name,
-            f"{evaluation['per_class'][name]['precision']:.4f}",
-            f"{evaluation['per_class'][name]['recall']:.4f}",
-            f"{evaluation['per_class'][name]['f1']:.4f}",
-            evaluation["per_class"][name]["support"],
+            f"{per_class[name]['precision']:.4f}",
+            f"{per_class[name]['recall']:.4f}",
+            f"{per_class[name]['f1']:.4f}",
+            per_class[name]["support"],
         ]
         for index, name in enumerate(class_names)
     ]
@@ -105,6 +123,7 @@ def model_card(
         f"F1 {evaluation['macro_avg']['f1']:.4f}. After the last epoch: training accuracy "
         f"{train_metrics['accuracy']:.4f}, validation accuracy "
         f"{train_metrics['val_accuracy']:.4f}.",
+        bar,
         _table(["index", "class", "precision", "recall", "F1", "test images"], class_rows),
         "## Export parity",
         f"The SavedModel, fed raw uint8 pixels, against the trained Keras model on "
@@ -125,7 +144,7 @@ def model_card(
         "## Limits",
         "\n".join(
             [
-                f"- {_most_confused(evaluation, class_names)}; see the confusion matrix "
+                f"- {_most_confused(per_class, class_names)}; see the confusion matrix "
                 "in `plots/images/confusion_matrix.png`.",
                 "- Every input gets one of the ten classes, whatever it shows: there is no "
                 '"none of these" answer, and a high probability is no proof that the image '

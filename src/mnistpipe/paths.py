@@ -19,6 +19,10 @@ METRICS = Path("metrics")
 TRAIN_METRICS = METRICS / "train.json"
 EVALUATE_METRICS = METRICS / "evaluate.json"
 EXPORT_METRICS = METRICS / "export.json"
+# Stage outputs beside the metrics but not metrics (not in dvc.yaml's `metrics:`), so that
+# `dvc metrics show` stays a short table: per-class figures, and what the model came from.
+CLASS_METRICS = METRICS / "classes.json"
+LINEAGE = METRICS / "lineage.json"
 TRAIN_TIMING = Path("logs/train_timing.json")
 HISTORY_PLOT = Path("plots/history.csv")
 PREDICTIONS_PLOT = Path("plots/predictions.csv")
