@@ -5,6 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # cpu: tensorflow-cpu (small, no CUDA); gpu: tensorflow with CUDA libraries.
 EXTRA ?= cpu
+# The hashed lock of that environment (every package, by version and SHA-256), which
+# `make lock` writes from pyproject.toml and `make setup` installs.
+LOCK := requirements/$(EXTRA).txt
+LOCKED_EXTRAS := cpu gpu
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python` from PATH: make it the virtualenv's.
@@ -18,19 +22,40 @@ AGAINST ?= main
 BASE ?= main
 REPORT ?= ci-report.md
 
-.PHONY: help setup system-packages test-packages run test lint bench gate ci ci-report clean
+.PHONY: help setup lock system-packages test-packages run test lint bench gate ci ci-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed system-packages ## Create .venv with the pinned dependencies; install Debian's Fashion-MNIST
+setup: $(VENV)/.installed system-packages ## Create .venv from the hashed lock requirements/cpu.txt (EXTRA=gpu: gpu.txt); install Debian's Fashion-MNIST
 
-$(VENV)/.installed: pyproject.toml
+# Every package comes from $(LOCK) and must match its SHA-256 there. First the lock's own pip
+# and setuptools replace the venv's bundled ones (which may be years old); the rest is then
+# installed without build isolation, so that building a source-only package (antlr4) uses the
+# locked setuptools rather than whatever is newest that day. The project itself comes last,
+# editable, without touching the pins.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PACKAGES=python3-venv
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRA),dev]"
+	awk '/^(pip|setuptools)==/ {keep = 1} keep {print} keep && !/\\$$/ {keep = 0}' $(LOCK) \
+	  > $(VENV)/installers.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/installers.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-build-isolation -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+requirements/%.txt:
+	@echo "error: $@ not found: EXTRA must be one of $(LOCKED_EXTRAS) (make lock writes their locks)"; exit 1
+
+lock: $(VENV)/.installed ## After editing pyproject.toml: resolve it into uv.lock and requirements/{cpu,gpu}.txt
+	$(BIN)/uv lock
+	@mkdir -p requirements
+	@for extra in $(LOCKED_EXTRAS); do \
+	  echo "uv export --extra $$extra --extra dev > requirements/$$extra.txt"; \
+	  $(BIN)/uv export --format requirements-txt --extra $$extra --extra dev \
+	    --no-emit-project --frozen > requirements/$$extra.txt.tmp \
+	  && mv requirements/$$extra.txt.tmp requirements/$$extra.txt || exit 1; \
+	done
 
 system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used (else: public mirrors)
 	@if [ ! -d $(SYSTEM_DATA) ]; then \
@@ -58,7 +83,7 @@ lint: setup ## Check the code with ruff
 	ruff check src stages tests bench
 
 bench: setup ## Time the tutorial's code against the pipeline in one run (about 10 min); bench/results.json
-	python bench/benchmark.py
+	python -m bench
 
 gate: setup ## Compare the metrics with those committed at AGAINST (default main); fail if one got worse
 	python -m mnistpipe.gate --against $(AGAINST)
