@@ -46,6 +46,20 @@ def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> lis
     return [*model.variables, *optimizer.variables]
 
 
+def epochs_saved(path: str | Path) -> int:
+    """How many epochs the checkpoint at ``path`` holds; 0 if there is none or it is unreadable.
+
+    Read when a run is interrupted, to say where a rerun goes on from. It does
+    not check the fingerprint: the run being interrupted wrote the file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = json.loads(archive[_STATE_KEY].tobytes().decode())
+        return int(state["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        return 0
+
+
 class Checkpoint:
     """The checkpoint file of one training run, identified by its fingerprint."""
 

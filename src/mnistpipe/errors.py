@@ -17,13 +17,22 @@ def run_stage(main: Callable[[], str]) -> None:
     """Run a stage's ``main()`` and turn its outcome into a one-line report and an exit code.
 
     ``main`` returns a one-line summary of what it wrote. A ``PipelineError``
-    becomes ``error: ...`` on stderr and exit status 1; anything else is a bug
-    and keeps its traceback.
+    becomes ``error: ...`` on stderr and exit status 1. Ctrl-C (SIGINT) or
+    SIGTERM becomes one line saying where the stage stopped and how to go on,
+    and exit status 130 or 143. Anything else is a bug and keeps its traceback.
     """
+    # Imported here: interrupts needs paths, and errors is imported by everything.
+    from mnistpipe import interrupts
+
     started = time.perf_counter()
     try:
-        summary = main()
+        with interrupts.signals_as_interrupts():
+            summary = main()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except KeyboardInterrupt as interruption:
+        stage = interrupts.stage_name(main)
+        status = interrupts.report(stage, interruption, interrupts.how_to_go_on(stage))
+        raise SystemExit(status) from None
     print(f"{summary} ({time.perf_counter() - started:.1f} s)", flush=True)

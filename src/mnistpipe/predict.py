@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mnistpipe import paths
+from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, read_images
@@ -93,6 +93,7 @@ def top_classes(probabilities: np.ndarray, class_names: list[str], count: int = 
     ]
 
 
+@interrupts.handled("predict", "; nothing was written; run it again")
 def main(arguments: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnistpipe.predict",

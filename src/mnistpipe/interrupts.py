@@ -1,0 +1,135 @@
+"""Ctrl-C (SIGINT) and SIGTERM: one line saying what stopped and how to go on, no traceback.
+
+Every file the pipeline writes appears whole or not at all, so an interrupted
+stage needs no clean-up of its own: the signal only has to unwind the stack
+(the temporary files go with it) and be reported. SIGTERM, which CI runners
+and ``kill`` send, is turned into the same exception as Ctrl-C; the exit status
+is the shell's convention, 128 + the signal's number (130 for SIGINT, 143 for
+SIGTERM).
+"""
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mnistpipe import paths
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; a KeyboardInterrupt, which ``except Exception`` lets pass."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal_number).name
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signal_number
+
+
+def as_interrupted(interruption: KeyboardInterrupt) -> Interrupted:
+    """A bare KeyboardInterrupt (raised before our handler was installed) is a SIGINT."""
+    if isinstance(interruption, Interrupted):
+        return interruption
+    return Interrupted(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` once.
+
+    A second signal while the first one unwinds the stack (closing files,
+    removing temporary ones) is ignored, so the clean-up is not cut short by a
+    traceback of its own. A signal the parent set to be ignored (``nohup``)
+    stays ignored. Outside the main thread (a test runner's worker) the
+    handlers cannot be installed, and the block runs as it is.
+    """
+    received: list[int] = []
+
+    def handler(signal_number, frame):
+        received.append(signal_number)
+        if len(received) == 1:
+            raise Interrupted(signal_number)
+
+    previous = {}
+    try:
+        for signal_number in HANDLED_SIGNALS:
+            if signal.getsignal(signal_number) is signal.SIG_IGN:
+                continue
+            previous[signal_number] = signal.signal(signal_number, handler)
+    except ValueError:
+        # Not the main thread: signals go to the main thread's handlers anyway.
+        pass
+    try:
+        yield
+    finally:
+        for signal_number, handler_before in previous.items():
+            signal.signal(signal_number, handler_before)
+
+
+def stage_name(main: Callable) -> str:
+    """The stage a ``main()`` belongs to: the name of the script that defines it."""
+    script = getattr(main, "__globals__", {}).get("__file__")
+    return Path(script).stem if script else getattr(main, "__module__", "stage")
+
+
+def how_to_go_on(stage: str) -> str:
+    """What was done when ``stage`` was interrupted, and what to run next."""
+    if stage == "train":
+        # Imported here: only the train stage has a checkpoint, and only it pays
+        # for reading one (Keras is loaded already by then).
+        from mnistpipe.checkpoint import epochs_saved
+
+        epochs = epochs_saved(paths.CHECKPOINT)
+        if epochs:
+            return f"after epoch {epochs}; run dvc repro again to resume (from {paths.CHECKPOINT})"
+        return "before the first epoch ended; run dvc repro again to train from the start"
+    if stage == "download":
+        return (
+            f"; no file in {paths.RAW}/ is half written (each appears once verified); "
+            "run dvc repro again to fetch the rest"
+        )
+    if stage in ("preprocess", "evaluate", "export"):
+        return (
+            "; its outputs are the previous ones or none, none half written; run dvc repro again"
+        )
+    return "; nothing was half written; run it again"
+
+
+def report(what: str, interruption: KeyboardInterrupt, next_step: str) -> int:
+    """Print the one-line report of an interruption; return the exit status to end with."""
+    interruption = as_interrupted(interruption)
+    print(
+        f"error: {what}: interrupted{'' if next_step.startswith(';') else ' '}{next_step} "
+        f"({interruption.signal_name})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return interruption.exit_status
+
+
+def handled(what: str, next_step: str) -> Callable:
+    """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143."""
+
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        def wrapper(*arguments, **keywords) -> int:
+            try:
+                with signals_as_interrupts():
+                    return main(*arguments, **keywords)
+            except KeyboardInterrupt as interruption:
+                return report(what, interruption, next_step)
+
+        wrapper.__name__ = main.__name__
+        wrapper.__doc__ = main.__doc__
+        wrapper.__wrapped__ = main
+        return wrapper
+
+    return decorate

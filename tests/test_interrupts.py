@@ -1,0 +1,196 @@
+"""Ctrl-C (SIGINT) and SIGTERM in every stage and command, each run in its own process.
+
+Each ends with one line saying what was interrupted and how to go on, exit status
+130 or 143, no traceback, and no output half written.
+"""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnistpipe.interrupts import Interrupted, signals_as_interrupts
+from tests.conftest import REPOSITORY
+from tests.test_failures import prepare, run_stage_process, stage_command
+
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def assert_interrupted(process: subprocess.Popen, signal_number: int, *fragments: str) -> str:
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_STATUS[signal_number], stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert f"({signal.Signals(signal_number).name})" in lines[0], stderr
+    for fragment in fragments:
+        assert fragment in lines[0], stderr
+    return stdout
+
+
+def wait_until_reading(fifo: Path, process: subprocess.Popen) -> int:
+    """Open ``fifo`` for writing once ``process`` has opened it for reading; return the fd.
+
+    The process then blocks in its read until the signal comes: it is inside
+    its main(), waiting on a file, as a stage waits on a slow disk or network.
+    """
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            assert error.errno == errno.ENXIO, error
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the process never opened the file"
+        time.sleep(0.05)
+
+
+def interrupt_while_reading(command, cwd: Path, fifo: Path, signal_number: int):
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        writer = wait_until_reading(fifo, process)
+        try:
+            process.send_signal(signal_number)
+            process.wait(timeout=60)
+        finally:
+            os.close(writer)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process
+
+
+@pytest.fixture
+def project(tmp_path):
+    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    params["preprocess"]["val_split"] = 0.2
+    params["train"].update(model="mlp", epochs=2, batch_size=64, learning_rate=0.003)
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("stage", "signal_number", "fragment"),
+    [
+        ("download", signal.SIGTERM, "run dvc repro again to fetch the rest"),
+        ("preprocess", signal.SIGINT, "previous ones or none"),
+        ("evaluate", signal.SIGTERM, "run dvc repro again"),
+        ("export", signal.SIGINT, "run dvc repro again"),
+    ],
+)
+def test_a_stage_interrupted_while_it_reads_says_so_in_one_line(
+    project, stage, signal_number, fragment
+):
+    params = project / "params.yaml"
+    text = params.read_text()
+    params.unlink()
+    # params.yaml as a pipe nobody writes to: the stage blocks reading it.
+    process = interrupt_while_reading(stage_command(stage), project, params, signal_number)
+
+    assert_interrupted(process, signal_number, f"error: {stage}: interrupted", fragment)
+    params.unlink()
+    params.write_text(text)
+    assert sorted(path.name for path in project.iterdir()) == ["params.yaml"]
+
+
+def start_training(root: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        stage_command("train"),
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str) -> list[str]:
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError("".join(lines) + process.stderr.read())
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_training_interrupted_after_an_epoch_says_where_and_the_rerun_resumes(
+    project, synthetic_files, signal_number
+):
+    prepare(project, synthetic_files)
+    yaml_params = yaml.safe_load((project / "params.yaml").read_text())
+    yaml_params["train"]["epochs"] = 400
+    (project / "params.yaml").write_text(yaml.safe_dump(yaml_params, sort_keys=False))
+
+    process = start_training(project)
+    try:
+        seen = wait_for_line(process, "epoch 2/400")
+        process.send_signal(signal_number)
+        stdout = "".join(seen) + assert_interrupted(
+            process,
+            signal_number,
+            "error: train: interrupted after epoch ",
+            "run dvc repro again to resume",
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+    finished = [line for line in stdout.splitlines() if line.startswith("epoch ")]
+    stderr_epoch = int(finished[-1].split()[1].split("/")[0])
+    assert stderr_epoch >= 2
+    assert not (project / "models").exists()
+    assert not (project / "metrics").exists()
+    assert sorted(path.name for path in (project / "checkpoints").iterdir()) == ["train.npz"]
+    if signal_number == signal.SIGTERM:
+        return
+
+    # The rerun goes on from the checkpoint, as after a SIGKILL.
+    result = run_stage_process(project, "train")
+    assert result.returncode == 0, result.stderr
+    assert "train: resuming from checkpoints/train.npz after epoch" in result.stdout
+    assert (project / "models" / "model.keras").is_file()
+
+
+def test_predict_interrupted_says_so_in_one_line(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    command = [sys.executable, "-m", "mnistpipe.predict", "--model", str(export), "x.png"]
+    process = interrupt_while_reading(command, tmp_path, export / "classes.json", signal.SIGINT)
+    assert_interrupted(process, signal.SIGINT, "error: predict: interrupted", "run it again")
+
+
+def test_the_gate_interrupted_says_so_in_one_line(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "mnistpipe.gate",
+        "--against",
+        "HEAD",
+        "--params",
+        "params.yaml",
+    ]
+    process = interrupt_while_reading(command, tmp_path, tmp_path / "params.yaml", signal.SIGTERM)
+    assert_interrupted(process, signal.SIGTERM, "error: gate: interrupted", "run it again")
+
+
+def test_a_second_signal_while_unwinding_is_ignored():
+    with pytest.raises(Interrupted) as raised, signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            # Clean-up code in a finally block: a second signal must not cut it short.
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+    assert raised.value.exit_status == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
