@@ -1,0 +1,53 @@
+"""Reading the JSON files one stage wrote for another, checked before use.
+
+A metrics file edited by hand, cut short, or left by another tool would
+otherwise fail deep inside the code that reads it, with a traceback.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+from mnistpipe.errors import PipelineError
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_json_object(path: str | os.PathLike, writer: str, required: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``path``, which the stage ``writer`` writes.
+
+    Raises ``PipelineError`` naming the file, what it holds and how to rebuild
+    it, unless it is a JSON object (no NaN or infinity) with the ``required`` keys.
+    """
+    way_back = f"run dvc repro --force {writer} (or dvc checkout {path})"
+    try:
+        with open(path, encoding="utf-8") as stream:
+            value = json.load(stream, parse_constant=_refuse_constant)
+    except FileNotFoundError:
+        raise PipelineError(
+            f"{path} does not exist; expected the {writer} stage's output: run dvc repro"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise PipelineError(
+            f"{path} is not valid JSON ({error}); expected the JSON object the {writer} "
+            f"stage writes; {way_back}"
+        ) from None
+    if not isinstance(value, dict):
+        raise PipelineError(
+            f"{path} holds a JSON {type(value).__name__}; expected the JSON object the "
+            f"{writer} stage writes; {way_back}"
+        )
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise PipelineError(
+            f"{path} has no {', '.join(missing)}; expected the keys the {writer} stage "
+            f"writes; {way_back}"
+        )
+    for key in required:
+        number = value[key]
+        if isinstance(number, float) and not math.isfinite(number):
+            raise PipelineError(f"{path} has {key} {number}; expected a finite number; {way_back}")
+    return value
