@@ -21,8 +21,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 AGAINST ?= main
 BASE ?= main
 REPORT ?= ci-report.md
+# The report's pictures, linked from $(REPORT) by relative paths.
+REPORT_FOLDER ?= ci-report
+# The DVC remote `make push` and `make pull` use (empty: the default remote).
+REMOTE ?=
 
-.PHONY: help setup lock system-packages test-packages run test lint bench gate ci ci-report clean
+.PHONY: help setup lock system-packages test-packages run test lint bench gate ci ci-report push pull clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,15 +67,17 @@ system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used
 	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
 	fi
 
-test-packages: ## Install Debian's chromium where apt can be used, for the plots page test
+test-packages: ## Install Debian's chromium and openssh-server where apt can be used, for the tests
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=chromium \
 	  || echo "warning: could not install chromium; the test of dvc plots' page will be skipped"
+	@[ -x /usr/sbin/sshd ] || $(MAKE) --no-print-directory apt-install PACKAGES=openssh-server \
+	  || echo "warning: could not install openssh-server; the SSH remote test will be skipped"
 
 .PHONY: apt-install
 apt-install:
 	@command -v apt-get >/dev/null || { echo "apt-get not found: install $(PACKAGES) by hand"; exit 1; }
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGES)
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade $(PACKAGES)
 
 run: setup ## Set up, then run the whole pipeline with dvc repro
 	dvc repro
@@ -79,8 +85,9 @@ run: setup ## Set up, then run the whole pipeline with dvc repro
 test: setup test-packages ## Run the test suite (unit tests and one end-to-end dvc repro)
 	python -m pytest
 
-lint: setup ## Check the code with ruff
+lint: setup ## Check the code with ruff and the GitHub workflows with zizmor (offline)
 	ruff check src stages tests bench
+	zizmor --offline --min-severity medium .github/workflows/
 
 bench: setup ## Time the tutorial's code against the pipeline in one run (about 10 min); bench/results.json
 	python -m bench
@@ -92,17 +99,26 @@ ci: setup ## What CI runs on a pull request: make test, then make ci-report agai
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory ci-report BASE=$(BASE)
 
-ci-report: ## dvc repro; params diff, metrics diff and gate against BASE into $(REPORT) (and the job summary)
+ci-report: ## dvc repro; params, metrics, gate, pictures and flipped images against BASE into $(REPORT)
 	dvc repro
+	@rm -rf $(REPORT_FOLDER)
 	@{ echo "## Params against \`$(BASE)\`"; echo; \
 	   diff=$$(dvc params diff $(BASE) --md) && echo "$${diff:-No change.}"; echo; \
 	   echo "## Metrics against \`$(BASE)\`"; echo; \
 	   diff=$$(dvc metrics diff $(BASE) --md) && echo "$${diff:-No change.}"; echo; \
 	   echo "## Gate"; echo; } > $(REPORT)
 	@python -m mnistpipe.gate --against $(BASE) >> $(REPORT); status=$$?; \
+	  echo >> $(REPORT); \
+	  python -m mnistpipe.report --base $(BASE) --folder $(REPORT_FOLDER) >> $(REPORT) || status=1; \
 	  cat $(REPORT); \
 	  if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(REPORT) >> "$$GITHUB_STEP_SUMMARY"; fi; \
 	  exit $$status
+
+push: setup ## dvc push to REMOTE (default: the default remote); a failure is one line naming it
+	python -m mnistpipe.remote push $(if $(REMOTE),--remote $(REMOTE))
+
+pull: setup ## dvc pull from REMOTE (default: the default remote); a failure is one line naming it
+	python -m mnistpipe.remote pull $(if $(REMOTE),--remote $(REMOTE))
 
 clean: ## Remove the pipeline's outputs (DVC's cache stays; `dvc checkout` restores them)
 	rm -rf data/raw data/prepared models logs plots/predictions.csv

@@ -1,0 +1,104 @@
+"""``dvc push`` and ``dvc pull`` whose failure is one line naming the remote.
+
+``python -m mnistpipe.remote push [--remote NAME]`` (``make push``) runs the real
+``dvc push`` with its output shown as it comes. When DVC fails (the server is
+down, refuses the credentials, the connection drops half way) it prints its own
+several-line report; this prints, last, one ``error:`` line that names the
+remote and its URL, what DVC said and what to do. A push that stopped half way
+leaves only whole files on the remote (DVC uploads each file before naming it
+in the cache), so running it again sends the rest.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+
+from mnistpipe.errors import PipelineError
+
+ACTIONS = {"push": "to", "pull": "from"}
+
+
+def _dvc(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *arguments], capture_output=True, text=True
+    )
+
+
+def describe(name: str | None) -> str:
+    """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
+    if name is None:
+        name = _dvc("remote", "default").stdout.strip()
+        if not name:
+            raise PipelineError(
+                "no DVC remote: `dvc remote default` names none; expected one added with "
+                "`dvc remote add -d NAME URL` (README, Working as a team)"
+            )
+    # `dvc remote list` prints "NAME URL", with "(default)" after the default one.
+    remotes = {
+        fields[0]: fields[1]
+        for fields in (line.split() for line in _dvc("remote", "list").stdout.splitlines())
+        if len(fields) >= 2
+    }
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none"
+        raise PipelineError(f"no DVC remote named {name!r} (`dvc remote list` has: {known})")
+    return f"{name!r} ({remotes[name]})"
+
+
+def dvc_reason(output: str) -> str:
+    """The gist of DVC's failure: its last ``ERROR:`` line, without the boilerplate."""
+    errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    reason = errors[-1] if errors else (output.strip().splitlines() or ["no output"])[-1]
+    reason = re.sub(r"^ERROR:\s*(unexpected error - )?", "", reason)
+    return reason.split(" - ", 1)[-1].strip() if reason.startswith("failed to") else reason
+
+
+def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
+    """Run ``dvc push``/``dvc pull``; raise a ``PipelineError`` naming the remote if it fails."""
+    where = describe(remote)
+    command = [action, *(["--remote", remote] if remote else [])]
+    command += ["--jobs", str(jobs)] if jobs else []
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    for line in process.stdout:
+        # Shown as it comes: a long transfer is not silent.
+        print(line, end="", flush=True)
+        output.append(line)
+    if process.wait() != 0:
+        raise PipelineError(
+            f"dvc {action} {ACTIONS[action]} remote {where} failed: "
+            f"{dvc_reason(''.join(output))}; "
+            f"expected the server to be reachable and to accept the credentials in "
+            f".dvc/config.local (`dvc remote modify --local`); run `make {action}` again once "
+            f"it is: what was already sent is not sent twice"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mnistpipe.remote", description=__doc__)
+    parser.add_argument("action", choices=sorted(ACTIONS))
+    parser.add_argument("--remote", metavar="NAME", help="the DVC remote (default: the default)")
+    parser.add_argument("--jobs", type=int, metavar="N", help="parallel transfers (DVC's -j)")
+    arguments = parser.parse_args(argv)
+    try:
+        transfer(arguments.action, arguments.remote, arguments.jobs)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"error: dvc {arguments.action} interrupted; run it again: what was sent stays",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
