@@ -26,7 +26,7 @@ REPORT_FOLDER ?= ci-report
 # The DVC remote `make push` and `make pull` use (empty: the default remote).
 REMOTE ?=
 
-.PHONY: help setup lock system-packages test-packages run test lint bench gate ci ci-report push pull clean
+.PHONY: help setup lock system-packages test-packages run test lint bench gate release ci ci-report push pull clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -90,10 +90,13 @@ lint: setup ## Check the code with ruff and the GitHub workflows with zizmor (of
 	zizmor --offline --min-severity medium .github/workflows/
 
 bench: setup ## Time the tutorial's code against the pipeline in one run (about 10 min); bench/results.json
-	python -m bench
+	mnistpipe bench
 
-gate: setup ## Compare the metrics with those committed at AGAINST (default main); fail if one got worse
-	python -m mnistpipe.gate --against $(AGAINST)
+gate: setup ## Compare the metrics with those at AGAINST (default main); fail if one got worse or below the bar
+	mnistpipe gate --against $(AGAINST)
+
+release: setup ## Register the model as VERSION (e.g. VERSION=1.2.0, STAGE=prod) with GTO, if the bar passes and all is committed
+	mnistpipe release $(VERSION) $(if $(STAGE),--stage $(STAGE))
 
 ci: setup ## What CI runs on a pull request: make test, then make ci-report against BASE (default main)
 	$(MAKE) --no-print-directory test
@@ -107,7 +110,7 @@ ci-report: ## dvc repro; params, metrics, gate, pictures and flipped images agai
 	   echo "## Metrics against \`$(BASE)\`"; echo; \
 	   diff=$$(dvc metrics diff $(BASE) --md) && echo "$${diff:-No change.}"; echo; \
 	   echo "## Gate"; echo; } > $(REPORT)
-	@python -m mnistpipe.gate --against $(BASE) >> $(REPORT); status=$$?; \
+	@mnistpipe gate --against $(BASE) >> $(REPORT); status=$$?; \
 	  echo >> $(REPORT); \
 	  python -m mnistpipe.report --base $(BASE) --folder $(REPORT_FOLDER) >> $(REPORT) || status=1; \
 	  cat $(REPORT); \

@@ -9,15 +9,16 @@ from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_path, write_csv, write_json
-from mnistpipe.lineage import lineage
+from mnistpipe.lineage import lineage, weights_sha256
+from mnistpipe.models import save_model
 from mnistpipe.params import load_params
-from mnistpipe.training import check_settings, seed_everything, train_from_params, weights_sha256
+from mnistpipe.seeding import seed_everything
+from mnistpipe.training import train_from_params
 
 
 def main() -> str:
     params = load_params(paths.PARAMS)
     settings = params["train"]
-    check_settings(settings)
     # First: a multi-worker strategy must exist before TensorFlow starts its runtime.
     strategy = make_strategy(settings["distribute"])
     seed_everything(params["seed"], settings["deterministic"])
@@ -44,7 +45,7 @@ def main() -> str:
         return f"train: worker done after {settings['epochs']} epochs; the chief writes outputs"
 
     with atomic_path(paths.MODEL, suffix=".keras") as temporary:
-        model.save(temporary)
+        save_model(model, temporary)
     epochs = range(1, settings["epochs"] + 1)
     write_csv(
         paths.HISTORY_PLOT,

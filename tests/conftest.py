@@ -32,6 +32,38 @@ def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def small_splits():
+    """Training and validation arrays for quick training tests: 500 and 100 synthetic images."""
+    from mnistpipe.data import scale_images
+
+    images, labels = synthetic_split(600, seed=3)
+    images = scale_images(images)
+    labels = labels.astype(np.int64)
+    return (images[:500], labels[:500]), (images[500:], labels[500:])
+
+
+def settings_for(model_name, loop, **changes):
+    """A whole ``train`` params section for quick tests, with ``changes``."""
+    return {
+        "model": model_name,
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "lr_schedule": "cosine",
+        "batch_size": 64,
+        "epochs": 3,
+        "shuffle_buffer": 0,
+        "augment": "flip",
+        "loop": loop,
+        # Dropout makes resume tests fail unless its random state is restored too.
+        "dropout": 0.2,
+        "deterministic": True,
+        "jit_compile": False,
+        "distribute": "none",
+        "mixed_precision": False,
+        **changes,
+    }
+
+
 def synthetic_idx_files(train_count: int = 600, test_count: int = 100) -> dict[str, bytes]:
     """The four decompressed IDX files of a small synthetic dataset, by file name."""
     train_images, train_labels = synthetic_split(train_count, seed=1)

@@ -3,20 +3,17 @@
 The timings themselves are never asserted; these tests feed made-up epochs.
 """
 
-import importlib.util
 import threading
 
 import pytest
 
-from tests.conftest import REPOSITORY
-
-_spec = importlib.util.spec_from_file_location("benchmark", REPOSITORY / "bench" / "benchmark.py")
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+from bench.arms import Arm
+from bench.comparison import summarize_training
+from bench.turns import Turns
 
 
 def test_arms_take_turns_one_epoch_each_until_each_is_done():
-    turns = benchmark.Turns(["a", "b", "c"])
+    turns = Turns(["a", "b", "c"])
     log = []
 
     def arm(name, epochs):
@@ -37,7 +34,7 @@ def test_arms_take_turns_one_epoch_each_until_each_is_done():
 
 
 def make_arm(name, seconds, accuracies, images=60000):
-    arm = benchmark.Arm(name, benchmark.Turns([name]))
+    arm = Arm(name, Turns([name]))
     for epoch_seconds, accuracy in zip(seconds, accuracies, strict=True):
         arm.record(epoch_seconds, images, accuracy)
     return arm
@@ -51,7 +48,7 @@ def test_ratios_are_taken_round_by_round_after_the_warm_up():
         # The default preset reaches 0.90 at epoch 2.
         "default": make_arm("default", [12, 10, 10, 20], [0.87, 0.905, 0.91, 0.92]),
     }
-    summary = benchmark.summarize_training({"arms": arms, "epochs": 4})
+    summary = summarize_training({"arms": arms, "epochs": 4})
     # Rounds 2-4: 60000/5 : 60000/20 = 4, 5, 4.
     assert summary["throughput_ratio"] == pytest.approx(4.0)
     assert summary["throughput_ratio_min"] == pytest.approx(4.0)
@@ -72,6 +69,6 @@ def test_a_default_preset_that_never_reaches_the_accuracy_scores_zero():
         "quickstart_cnn": make_arm("quickstart_cnn", [9, 5, 5, 5], [0.86, 0.89, 0.90, 0.91]),
         "default": make_arm("default", [12, 10, 10, 10], [0.87, 0.88, 0.89, 0.90]),
     }
-    summary = benchmark.summarize_training({"arms": arms, "epochs": 4})
+    summary = summarize_training({"arms": arms, "epochs": 4})
     assert summary["default_seconds_to_accuracy"] is None
     assert summary["time_to_accuracy_ratio"] == 0.0

@@ -4,31 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from mnistpipe.training import seed_everything, train_from_params, weights_sha256
-from tests.test_training import small_splits
+from mnistpipe.lineage import weights_sha256
+from mnistpipe.seeding import seed_everything
+from mnistpipe.training import train_from_params
+from tests.conftest import settings_for, small_splits
 
 SEED = 11
-
-
-def settings_for(model_name, loop, **changes):
-    return {
-        "model": model_name,
-        "optimizer": "adam",
-        "learning_rate": 0.003,
-        "lr_schedule": "cosine",
-        "batch_size": 64,
-        "epochs": 3,
-        "shuffle_buffer": 0,
-        "augment": "flip",
-        "loop": loop,
-        # Dropout makes the test fail unless its random state is restored too.
-        "dropout": 0.2,
-        "deterministic": True,
-        "jit_compile": False,
-        "distribute": "none",
-        "mixed_precision": False,
-        **changes,
-    }
 
 
 class Interrupted(Exception):

@@ -17,10 +17,10 @@ import yaml
 from mnistpipe.data import prepare
 from mnistpipe.distribute import make_strategy
 from mnistpipe.errors import PipelineError
-from mnistpipe.training import check_settings, seed_everything, train_from_params
-from tests.conftest import REPOSITORY, synthetic_idx_files
-from tests.test_checkpoint import settings_for
-from tests.test_training import small_splits
+from mnistpipe.params import check_train_settings
+from mnistpipe.seeding import seed_everything
+from mnistpipe.training import train_from_params
+from tests.conftest import REPOSITORY, settings_for, small_splits, synthetic_idx_files
 
 WORKER_SECONDS = 240
 
@@ -31,13 +31,13 @@ def settings_with(**changes):
 
 def test_multi_worker_with_model_fit_is_refused_naming_the_upstream_bug():
     with pytest.raises(PipelineError, match=r"keras-team/keras#20585.*train.loop: custom"):
-        check_settings(settings_for("mlp", "fit", distribute="multi_worker"))
+        check_train_settings(settings_for("mlp", "fit", distribute="multi_worker"))
 
 
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a GPU is present")
 def test_mixed_precision_without_a_gpu_is_refused():
     with pytest.raises(PipelineError, match="train.mixed_precision is true but TensorFlow sees"):
-        check_settings(settings_with(mixed_precision=True))
+        check_train_settings(settings_with(mixed_precision=True))
 
 
 @pytest.mark.parametrize(

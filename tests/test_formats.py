@@ -7,9 +7,10 @@ import pytest
 
 from mnistpipe.data import SPLITS, TFRECORD_MANIFEST, load_examples, load_split, prepare
 from mnistpipe.errors import PipelineError
-from mnistpipe.training import seed_everything, train_from_params, weights_sha256
-from tests.conftest import synthetic_idx_files
-from tests.test_checkpoint import settings_for
+from mnistpipe.lineage import weights_sha256
+from mnistpipe.seeding import seed_everything
+from mnistpipe.training import train_from_params
+from tests.conftest import settings_for, synthetic_idx_files
 
 
 @pytest.fixture(scope="module")

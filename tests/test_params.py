@@ -1,9 +1,10 @@
 import pytest
 import yaml
 
+from mnistpipe import input_pipeline, loops, models, params, recipe
 from mnistpipe.errors import PipelineError
-from mnistpipe.params import load_params
-from tests.conftest import REPOSITORY
+from mnistpipe.params import check_train_settings, load_params
+from tests.conftest import REPOSITORY, settings_for
 
 
 def write_params(tmp_path, edit=None, text=None):
@@ -113,3 +114,17 @@ def test_python_tags_are_refused_not_run(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(PipelineError, match="nowhere.yaml not found"):
         load_params(tmp_path / "nowhere.yaml")
+
+
+def test_xla_with_op_determinism_is_refused_rather_than_quietly_dropped():
+    with pytest.raises(PipelineError, match="train.jit_compile is true and train.deterministic"):
+        check_train_settings(settings_for("quickstart_cnn", "fit", jit_compile=True))
+
+
+def test_the_names_the_params_allow_are_exactly_those_the_code_builds():
+    # params.py is the one place a name is checked; each module looks it up.
+    assert set(params.MODELS) == set(models.PRESETS)
+    assert set(params.OPTIMIZERS) == set(recipe.OPTIMIZERS)
+    assert set(params.SCHEDULES) == set(recipe.SCHEDULES)
+    assert set(params.LOOPS) == set(loops.LOOPS)
+    assert set(params.AUGMENTATIONS) == set(input_pipeline.AUGMENTATIONS)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from mnistpipe.datasets import NUM_CLASSES
-from mnistpipe.training import make_loss
+from mnistpipe.recipe import make_loss
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -5,6 +5,10 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+import keras
+import numpy as np
+
+from mnistpipe import paths
 from mnistpipe.files import sha256_of_file
 
 
@@ -27,7 +31,20 @@ def lineage(weights_sha256: str, prepared: str | os.PathLike) -> dict:
         "weights_sha256": weights_sha256,
         "data_sha256": directory_sha256(prepared),
         "versions": library_versions(),
+        "environment_lock_sha256": environment_lock_sha256(paths.ENVIRONMENT_LOCK),
     }
+
+
+def environment_lock_sha256(lock: str | os.PathLike) -> str | None:
+    """The SHA-256 of uv.lock, or None where the project has none.
+
+    The library versions name three packages; the lock names every one, by version and hash.
+    It is uv.lock rather than the requirements/<extra>.txt that `make setup` installed because
+    each of those is exported from it (tests/test_lock.py checks they agree), and the versions
+    say which one: tensorflow-cpu comes from requirements/cpu.txt, tensorflow from gpu.txt.
+    """
+    lock = Path(lock)
+    return sha256_of_file(lock) if lock.is_file() else None
 
 
 def library_versions() -> dict[str, str]:
@@ -50,3 +67,11 @@ def _tensorflow_distribution() -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "tensorflow"
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """A fingerprint of the trained weights, to prove two runs gave the same model."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()

@@ -6,12 +6,17 @@
   accurate than both and still trains in minutes on two CPU cores.
 """
 
+import json
+import os
+import zipfile
+
 import keras
 import numpy as np
 from keras import layers
 
 from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
+from mnistpipe.files import atomic_path
 
 INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 # The last layer computes in float32 even under mixed precision (Keras' advice):
@@ -91,22 +96,152 @@ def build_convnet(dropout_rate: float) -> keras.Model:
     return keras.Model(inputs, outputs, name="convnet")
 
 
-def build_model(name: str, dropout_rate: float) -> keras.Model:
-    if name == "mlp":
-        return build_mlp(dropout_rate)
-    if name == "quickstart_cnn":
-        return build_quickstart_cnn()
-    if name == "convnet":
-        return build_convnet(dropout_rate)
-    raise PipelineError(f"train.model is {name!r}; expected one of: convnet, mlp, quickstart_cnn")
+# The presets params.MODELS names (checked when the params are loaded).
+PRESETS = {
+    "convnet": build_convnet,
+    "mlp": build_mlp,
+    "quickstart_cnn": lambda dropout_rate: build_quickstart_cnn(),
+}
 
 
-def load_model(path) -> keras.Model:
-    """Load a ``.keras`` model with ``safe_mode=True``: no Lambda layers, no pickled code."""
+def build_model(name: str, dropout_rate: float, dtype_policy: str = "float32") -> keras.Model:
+    """The preset ``name``, its layers computing under the Keras ``dtype_policy``."""
+    # Layers take the policy in force when they are made; restore it afterwards
+    # so that models built later in this process are not affected.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        return PRESETS[name](dropout_rate)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def load_model(
+    path, input_shape: tuple[int, ...] = INPUT_SHAPE, classes: int = NUM_CLASSES
+) -> keras.Model:
+    """Load a ``.keras`` model with ``safe_mode=True``: no Lambda layers, no pickled code.
+
+    The model must map images of ``input_shape`` to ``classes`` logits, the
+    dataset's; anything else (another model's file, a file cut short) is a
+    ``PipelineError`` naming the file, what it holds and how to get the right one.
+    """
     path = str(path)
+    way_back = "run dvc repro --force train (or dvc checkout models/model.keras)"
     if not path.endswith(".keras"):
         raise PipelineError(f"{path} is not a .keras file; only .keras models are loaded")
+    if not os.path.isfile(path):
+        raise PipelineError(
+            f"{path} does not exist; expected the train stage's model: run dvc repro"
+        )
+    # Keras reports a .keras file cut short as "File not found"; say what it is.
+    if not zipfile.is_zipfile(path):
+        raise PipelineError(
+            f"{path} is not a complete .keras file ({os.path.getsize(path)} bytes, not a zip "
+            f"archive: cut short or corrupt); expected the model the train stage writes; "
+            f"{way_back}"
+        )
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise PipelineError(f"cannot load model {path}: {error}") from None
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 (any failure of Keras' loader means a bad file)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(
+            f"cannot load model {path}: {reason}; expected a .keras model the train stage wrote; "
+            f"{way_back}"
+        ) from None
+    _check_model_fits(model, path, input_shape, classes, way_back)
+    return model
+
+
+def _check_model_fits(model, path: str, input_shape, classes: int, way_back: str) -> None:
+    """Run one blank image through ``model``: it must take ``input_shape`` and give ``classes``."""
+    expected = (
+        f"expected a model taking images of shape {input_shape} and giving {classes} logits "
+        "(this dataset's)"
+    )
+    declared = getattr(model, "input_shape", None) if model.built else None
+    if isinstance(declared, tuple) and tuple(declared[1:]) != tuple(input_shape):
+        raise PipelineError(
+            f"{path} takes inputs of shape {tuple(declared[1:])}; {expected}; {way_back}"
+        )
+    try:
+        outputs = model(np.zeros((1, *input_shape), dtype=np.float32), training=False)
+        found = tuple(keras.ops.shape(outputs))
+    except Exception as error:  # noqa: BLE001 (Keras' message names its layers, not the file)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(
+            f"{path} cannot take an image of shape {input_shape} ({reason}); {expected}; "
+            f"{way_back}"
+        ) from None
+    if found != (1, classes):
+        raise PipelineError(
+            f"{path} gives outputs of shape {found[1:]} for one image; {expected}; {way_back}"
+        )
+
+
+# The earliest time a zip entry can record: every entry gets it, so the bytes
+# of a saved model do not depend on when it was saved.
+_ZIP_ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+# rw-r--r-- for a regular file, in the high bits where zip keeps Unix modes.
+_ZIP_ENTRY_MODE = 0o100644 << 16
+_ZIP_UNIX = 3
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save ``model`` as a ``.keras`` file whose bytes depend only on the model.
+
+    Keras' own file records the save date (``metadata.json``), each entry's
+    modification time, and the memory address of every object shared between
+    layers (``shared_object_id`` in ``config.json``), so two saves of the same
+    weights differ. Here the date is dropped, entry times are fixed and sorted,
+    and shared objects are numbered in the order they appear.
+    """
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+        with zipfile.ZipFile(temporary) as archive:
+            entries = {
+                info.filename: (info.compress_type, archive.read(info))
+                for info in archive.infolist()
+            }
+        entries["metadata.json"] = (
+            entries["metadata.json"][0],
+            _without_save_date(entries["metadata.json"][1]),
+        )
+        entries["config.json"] = (
+            entries["config.json"][0],
+            _shared_objects_numbered(entries["config.json"][1]),
+        )
+        with zipfile.ZipFile(temporary, "w") as archive:
+            for name in sorted(entries):
+                compress_type, content = entries[name]
+                info = zipfile.ZipInfo(name, date_time=_ZIP_ENTRY_TIME)
+                info.compress_type = compress_type
+                info.external_attr = _ZIP_ENTRY_MODE
+                info.create_system = _ZIP_UNIX
+                archive.writestr(info, content)
+
+
+def _without_save_date(metadata: bytes) -> bytes:
+    fields = json.loads(metadata)
+    fields.pop("date_saved", None)
+    return json.dumps(fields, sort_keys=True).encode()
+
+
+def _shared_objects_numbered(config: bytes) -> bytes:
+    # Keras names a shared object (a layer's dtype policy, ...) by id(), which
+    # changes from run to run; any number works as long as the same object keeps it.
+    numbers: dict[int, int] = {}
+
+    def renumber(value):
+        if isinstance(value, dict):
+            if "shared_object_id" in value:
+                identity = value["shared_object_id"]
+                value["shared_object_id"] = numbers.setdefault(identity, len(numbers))
+            for item in value.values():
+                renumber(item)
+        elif isinstance(value, list):
+            for item in value:
+                renumber(item)
+
+    fields = json.loads(config)
+    renumber(fields)
+    return json.dumps(fields).encode()

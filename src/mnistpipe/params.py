@@ -8,6 +8,7 @@ the key, what was found and what was expected.
 import difflib
 import math
 import os
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +26,37 @@ SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 
 
+_SHOWN = reprlib.Repr(maxlevel=2, maxstring=60, maxother=60, maxlist=4, maxdict=4)
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message shows it: short, whatever YAML made of it.
+
+    A YAML alias can expand to millions of nested items and an integer can have
+    more digits than Python will print; neither may flood or break the message.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return _SHOWN.repr(value)
+
+
 @dataclass(frozen=True)
 class Integer:
     minimum: int | None = None
+    # Sizes far beyond any data or machine would fail late, out of memory; refuse
+    # them while the params are read.
+    maximum: int | None = None
 
     def check(self, key: str, value: Any) -> int:
         # bool is a subclass of int in Python; `epochs: true` is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(key, value, "an integer")
         if self.minimum is not None and value < self.minimum:
-            raise PipelineError(f"{key} is {value}; expected an integer >= {self.minimum}")
+            raise PipelineError(f"{key} is {shown(value)}; expected an integer >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise PipelineError(
+                f"{key} is {shown(value)}; expected an integer <= {self.maximum:,}"
+            )
         return value
 
 
@@ -48,14 +70,17 @@ class Number:
     def check(self, key: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(key, value, "a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
         below = value <= self.minimum if self.exclusive_minimum else value < self.minimum
         above = value >= self.maximum if self.exclusive_maximum else value > self.maximum
         if not math.isfinite(value) or below or above:
             low = "(" if self.exclusive_minimum else "["
             high = ")" if self.exclusive_maximum else "]"
             interval = f"{low}{self.minimum:g}, {self.maximum:g}{high}"
-            raise PipelineError(f"{key} is {value}; expected a number in {interval}")
+            raise PipelineError(f"{key} is {shown(value)}; expected a number in {interval}")
         return value
 
 
@@ -65,7 +90,9 @@ class Choice:
 
     def check(self, key: str, value: Any) -> str:
         if value not in self.allowed:
-            raise PipelineError(f"{key} is {value!r}; expected one of: {', '.join(self.allowed)}")
+            raise PipelineError(
+                f"{key} is {shown(value)}; expected one of: {', '.join(self.allowed)}"
+            )
         return value
 
 
@@ -90,7 +117,7 @@ class Sources:
             scheme = item.split("://", 1)[0].lower() if "://" in item else ""
             if scheme not in ("", "http", "https"):
                 raise PipelineError(
-                    f"{key} has {item!r}; expected a directory or an http:// or https:// URL"
+                    f"{key} has {shown(item)}; expected a directory or an http:// or https:// URL"
                 )
         return list(value)
 
@@ -106,32 +133,33 @@ class Tolerances:
         for metric, tolerance in value.items():
             if not isinstance(metric, str) or "." not in metric:
                 raise PipelineError(
-                    f"{key} has metric {metric!r}; expected FILE.KEY, e.g. evaluate.accuracy"
+                    f"{key} has metric {shown(metric)}; expected FILE.KEY, e.g. evaluate.accuracy"
                 )
             checked[metric] = Number(0.0, float("inf")).check(f"{key}.{metric}", tolerance)
         return checked
 
 
 SCHEMA: dict[str, Any] = {
-    "seed": Integer(minimum=0),
+    # NumPy's and Keras' seeds are 32-bit.
+    "seed": Integer(minimum=0, maximum=2**32 - 1),
     "dataset": Choice(tuple(DATASETS)),
     "download": {
         "mirrors": Sources(),
     },
     "preprocess": {
         "val_split": Number(0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True),
-        "limit": Integer(minimum=0),
+        "limit": Integer(minimum=0, maximum=100_000_000),
         "format": Choice(FORMATS),
-        "shard_size": Integer(minimum=1),
+        "shard_size": Integer(minimum=1, maximum=10_000_000),
     },
     "train": {
         "model": Choice(MODELS),
         "optimizer": Choice(OPTIMIZERS),
         "learning_rate": Number(0.0, 10.0, exclusive_minimum=True),
         "lr_schedule": Choice(SCHEDULES),
-        "batch_size": Integer(minimum=1),
-        "epochs": Integer(minimum=1),
-        "shuffle_buffer": Integer(minimum=0),
+        "batch_size": Integer(minimum=1, maximum=1_000_000),
+        "epochs": Integer(minimum=1, maximum=100_000),
+        "shuffle_buffer": Integer(minimum=0, maximum=100_000_000),
         "augment": Choice(AUGMENTATIONS),
         "loop": Choice(LOOPS),
         "dropout": Number(0.0, 1.0, exclusive_maximum=True),
@@ -150,16 +178,16 @@ SCHEMA: dict[str, Any] = {
 
 
 def _type_error(key: str, value: Any, expected: str) -> PipelineError:
-    return PipelineError(f"{key} is {value!r} ({type(value).__name__}); expected {expected}")
+    return PipelineError(f"{key} is {shown(value)} ({type(value).__name__}); expected {expected}")
 
 
 def _check_section(values: Any, schema: dict[str, Any], prefix: str, source: str) -> dict:
     where = prefix.rstrip(".") or source
     if not isinstance(values, dict):
-        raise PipelineError(f"{where} in {source} is {values!r}; expected a mapping of keys")
+        raise PipelineError(f"{where} in {source} is {shown(values)}; expected a mapping of keys")
     for key in values:
         if key not in schema:
-            message = f"unknown key {prefix}{key} in {source}"
+            message = f"unknown key {prefix}{shown(key)} in {source}"
             suggestions = difflib.get_close_matches(str(key), list(schema), n=1)
             if suggestions:
                 message += f"; did you mean {prefix}{suggestions[0]}?"
@@ -188,8 +216,44 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
             values = yaml.safe_load(stream)
     except FileNotFoundError:
         raise PipelineError(f"{path} not found; expected the pipeline's params file") from None
-    except yaml.YAMLError as error:
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror}; expected YAML") from None
+    except UnicodeDecodeError as error:
+        raise PipelineError(f"{path} is not UTF-8 text ({error.reason}); expected YAML") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        # ValueError: PyYAML turns an integer longer than Python allows into one.
         # The safe loader refuses tags such as !!python/object instead of running them.
         detail = " ".join(str(error).split())
         raise PipelineError(f"{path} is not valid plain YAML: {detail}") from None
-    return _check_section(values, SCHEMA, "", str(path))
+    params = _check_section(values, SCHEMA, "", str(path))
+    check_train_settings(params["train"])
+    return params
+
+
+def check_train_settings(settings: dict) -> None:
+    """Refuse combinations of ``train`` params that cannot work, before any work starts.
+
+    load_params calls it; so does anyone who builds a ``train`` section by hand
+    (the benchmark's arms, tests), so that every check lives here, once.
+    """
+    if settings["jit_compile"] and settings["deterministic"]:
+        # Keras would quietly train without XLA: TensorFlow's op determinism has no
+        # XLA kernels.
+        raise PipelineError(
+            "train.jit_compile is true and train.deterministic is true; XLA cannot run "
+            "deterministically, so set one of them to false"
+        )
+    if settings["distribute"] == "multi_worker" and settings["loop"] == "fit":
+        raise PipelineError(
+            "train.distribute is multi_worker and train.loop is fit; Keras 3's model.fit "
+            "fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so set "
+            "train.loop: custom"
+        )
+    if settings["mixed_precision"]:
+        import tensorflow as tf  # Only here: the other checks need no TensorFlow.
+
+        if not tf.config.list_physical_devices("GPU"):
+            raise PipelineError(
+                "train.mixed_precision is true but TensorFlow sees no GPU; float16 is only "
+                "faster on GPUs (compute capability 7.0 or newer), so set it to false here"
+            )

@@ -1,0 +1,51 @@
+"""The tf.data input pipeline: seeded shuffling, batching, flips, and moving on after a resume."""
+
+import numpy as np
+
+from mnistpipe.input_pipeline import make_datasets, skip_epochs
+
+
+def test_flip_augmentation_mirrors_about_half_of_each_batch_the_same_way_on_every_rerun():
+    images = np.arange(64 * 28 * 28, dtype=np.float32).reshape(64, 28, 28, 1)
+    labels = np.arange(64)
+
+    def flipped_labels():
+        train_dataset, _ = make_datasets(
+            (images, labels), (images[:8], labels[:8]), 64, 0, 3, "flip"
+        )
+        ((batch_images, batch_labels),) = list(train_dataset)
+        batch_images, batch_labels = batch_images.numpy(), batch_labels.numpy()
+        flipped = []
+        for image, label in zip(batch_images, batch_labels, strict=True):
+            if np.array_equal(image, images[label][:, ::-1]):
+                flipped.append(int(label))
+            else:
+                np.testing.assert_array_equal(image, images[label])
+        return flipped
+
+    first = flipped_labels()
+    assert 16 <= len(first) <= 48
+    assert flipped_labels() == first
+
+
+def epoch_orders(train_dataset, epochs):
+    return [np.concatenate([labels.numpy() for _, labels in train_dataset]) for _ in range(epochs)]
+
+
+def test_the_training_set_is_shuffled_anew_each_epoch_yet_the_same_on_a_rerun():
+    images = np.zeros((40, 28, 28, 1), dtype=np.float32)
+    labels = np.arange(40)
+    first = epoch_orders(make_datasets((images, labels), (images, labels), 8, 0, 5)[0], 2)
+    second = epoch_orders(make_datasets((images, labels), (images, labels), 8, 0, 5)[0], 2)
+    assert sorted(first[0]) == list(labels)
+    assert not np.array_equal(first[0], first[1])
+    np.testing.assert_array_equal(np.stack(first), np.stack(second))
+
+
+def test_skipping_epochs_gives_the_order_the_next_epoch_would_have_had():
+    images = np.zeros((40, 28, 28, 1), dtype=np.float32)
+    labels = np.arange(40)
+    uninterrupted = epoch_orders(make_datasets((images, labels), (images, labels), 8, 0, 5)[0], 3)
+    resumed_dataset = make_datasets((images, labels), (images, labels), 8, 0, 5)[0]
+    skip_epochs(resumed_dataset, 2)
+    np.testing.assert_array_equal(epoch_orders(resumed_dataset, 1)[0], uninterrupted[2])

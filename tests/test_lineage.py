@@ -1,0 +1,26 @@
+"""Lineage: hashes of the data directory and of trained weights."""
+
+import keras
+
+from mnistpipe.lineage import directory_sha256, weights_sha256
+from mnistpipe.models import build_model
+
+
+def test_a_directory_hash_covers_names_and_contents(tmp_path):
+    (tmp_path / "a").write_bytes(b"1")
+    first = directory_sha256(tmp_path)
+    assert directory_sha256(tmp_path) == first
+    (tmp_path / "a").write_bytes(b"2")
+    second = directory_sha256(tmp_path)
+    (tmp_path / "a").rename(tmp_path / "b")
+    assert len({first, second, directory_sha256(tmp_path)}) == 3
+
+
+def test_the_weights_hash_changes_with_any_weight():
+    keras.utils.set_random_seed(1)
+    model = build_model("mlp", 0.0)
+    before = weights_sha256(model)
+    assert weights_sha256(model) == before
+    kernel = model.weights[0]
+    kernel.assign(kernel.numpy() + 1e-3)
+    assert weights_sha256(model) != before
