@@ -1,0 +1,99 @@
+"""The `mnistpipe` console command: its subcommands, their help, and one-line argument errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistpipe import cli, release
+from tests.conftest import REPOSITORY
+
+SCRIPT = Path(sys.executable).parent / "mnistpipe"
+
+
+def mnistpipe(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
+    assert SCRIPT.is_file(), "the console script is missing: pip install --no-deps -e ."
+    return subprocess.run(
+        [str(SCRIPT), *arguments], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("command", ["predict", "gate", "release", "bench"])
+def test_each_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ([], "error: mnistpipe: expected a command: predict, gate, release, bench"),
+        (["frob"], "error: mnistpipe: argument COMMAND: invalid choice: 'frob'"),
+        (["predict"], "error: mnistpipe predict: the following arguments are required: files"),
+        (["predict", "x.png", "--colour"], "error: mnistpipe predict: unrecognized arguments"),
+        (["gate"], "error: mnistpipe gate: the following arguments are required: --against"),
+        (
+            ["gate", "--against", "HEAD", "--tolerance", "accuracy"],
+            "error: mnistpipe gate: argument --tolerance: --tolerance 'accuracy': expected",
+        ),
+        (["release"], "error: mnistpipe release: the following arguments are required: version"),
+        (["release", "1.2"], "expected MAJOR.MINOR.PATCH, e.g. 1.2.0"),
+        (["bench", "--no-such-flag"], "error: mnistpipe bench: unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_give_one_error_line_and_status_2(arguments, message):
+    result = mnistpipe(*arguments)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stdout == ""
+
+
+def test_python_dash_m_forms_still_work():
+    for module in ("mnistpipe.predict", "mnistpipe.gate"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_bench_outside_the_project_root_is_a_one_line_error(tmp_path):
+    result = mnistpipe("bench", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: bench/__main__.py does not exist in {tmp_path}; expected to run "
+        "mnistpipe bench from the project's root\n"
+    )
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1.2.0", "v1.2.0"), ("v0.10.3", "v0.10.3")])
+def test_a_release_version_is_spelled_as_gto_wants(text, expected):
+    assert release.semantic_version(text) == expected
+
+
+def test_release_refuses_a_model_below_the_bar_naming_figure_and_bar(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluate.json").write_text('{"accuracy": 0.8774}')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(release.PipelineError) as error:
+        release.check_bar()
+    assert str(error.value) == (
+        "test accuracy 0.8774 is below evaluate.min_accuracy 0.9000 in metrics/evaluate.json; "
+        "refusing to release it"
+    )
+    (tmp_path / "metrics" / "evaluate.json").write_text('{"accuracy": 0.9}')
+    assert release.check_bar() == "test accuracy 0.9000 meets evaluate.min_accuracy 0.9000"
+
+
+def test_the_makefile_releases_with_the_console_command():
+    result = subprocess.run(
+        ["make", "-n", "-C", str(REPOSITORY), "release", "VERSION=1.2.0", "STAGE=prod"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mnistpipe release 1.2.0 --stage prod" in result.stdout
