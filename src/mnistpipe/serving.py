@@ -4,11 +4,14 @@ Scaling and softmax live inside the serving graph, so a client sends the
 dataset's own pixels and never repeats the preprocessing.
 """
 
+import hashlib
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import fingerprint_pb2
 
 from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError
@@ -20,21 +23,44 @@ _BATCH = 1000
 
 
 def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> None:
-    """Write ``model`` with a serving signature taking uint8 images shaped (N, 28, 28)."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    """Write ``model`` with a serving signature taking uint8 images shaped (N, 28, 28).
 
+    The same model gives the same bytes. Keras' ``ExportArchive`` lists the
+    variables in the order TensorFlow's identity set yields them (memory
+    addresses), so this tracks them in the model's own order; it leaves out
+    the variables serving never reads (Dropout's seed state, random at every
+    load); and it replaces the random UUID TensorFlow writes into
+    ``fingerprint.pb`` by one derived from the SavedModel's own hashes.
+    """
+
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, IMAGE_SIDE, IMAGE_SIDE), tf.uint8, name="images")]
+    )
     def serve(images):
         # The same float32 division the preprocess stage does, so scores match exactly.
         scaled = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
         return tf.nn.softmax(model(scaled[..., tf.newaxis], training=False))
 
-    archive.add_endpoint(
-        "serve",
-        serve,
-        input_signature=[tf.TensorSpec((None, IMAGE_SIDE, IMAGE_SIDE), tf.uint8, name="images")],
-    )
-    archive.write_out(str(directory), verbose=False)
+    concrete = serve.get_concrete_function()
+    used = {id(variable) for variable in concrete.variables}
+    root = tf.Module()
+    # Keras variables wrap TensorFlow ones; the SavedModel holds the latter.
+    root.model_variables = [
+        variable.value for variable in model.variables if id(variable.value) in used
+    ]
+    root.serve = serve
+    tf.saved_model.save(root, str(directory), signatures={SIGNATURE: concrete})
+    _fingerprint_uuid_from_hashes(Path(directory) / "fingerprint.pb")
+
+
+def _fingerprint_uuid_from_hashes(path: Path) -> None:
+    # TensorFlow Serving and ML Metadata read the UUID as the SavedModel's
+    # identity; derived from the hashes, two exports of one model share it.
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(path.read_bytes())
+    fingerprint.ClearField("uuid")
+    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
+    fingerprint.uuid = str(int.from_bytes(digest[:16], "big"))
+    path.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
 def load_serving_function(directory: str | os.PathLike):
