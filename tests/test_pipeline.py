@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",
+    "uv.lock",
     "stages",
     "src",
     ".dvc/config",

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -10,11 +11,13 @@ import tensorflow as tf
 from mnistpipe import paths
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
+from mnistpipe.files import sha256_of_file
 from mnistpipe.serving import load_serving_function
-from tests.conftest import run_stage_main, set_params
+from tests.conftest import REPOSITORY, run_stage_main, set_params
 
 
 def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_files):
+    shutil.copy(REPOSITORY / "uv.lock", project / "uv.lock")
     assert "4 verified files" in run_stage_main("download")
     assert sorted(path.name for path in paths.RAW.iterdir()) == sorted(synthetic_files)
 
@@ -31,6 +34,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     # Hashes and versions would flood `dvc metrics show`: they have a file of their own.
     assert "lineage" not in train_metrics
     lineage = json.loads(paths.LINEAGE.read_text())
+    assert lineage["environment_lock_sha256"] == sha256_of_file(REPOSITORY / "uv.lock")
     assert (
         paths.HISTORY_PLOT.read_text().splitlines()[0]
         == "epoch,loss,accuracy,val_loss,val_accuracy"
@@ -70,6 +74,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert DATASETS["fashion_mnist"].sha256["test_images"] in card
     assert f"accuracy **{report['accuracy']:.4f}**" in card
     assert lineage["weights_sha256"] in card
+    assert f"Environment lock (`uv.lock`) SHA-256: `{lineage['environment_lock_sha256']}`" in card
     assert f"Quality bar: met. The test accuracy {report['accuracy']:.4f} meets" in card
     assert "| 9 | Ankle boot |" in card
 
@@ -141,6 +146,8 @@ def test_training_twice_gives_byte_identical_metrics_and_weights(project, loop):
     lineage = json.loads(runs[0][3])
     assert len(lineage["weights_sha256"]) == 64 and len(lineage["data_sha256"]) == 64
     assert set(lineage["versions"]) == {"tensorflow", "keras", "dvc"}
+    # This project has no uv.lock: the lineage says so rather than hash another one.
+    assert lineage["environment_lock_sha256"] is None
 
 
 def test_the_stages_run_on_tfrecord_shards_as_on_npy(project):

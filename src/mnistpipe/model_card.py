@@ -22,6 +22,14 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _environment_lock_line(lock_sha256: str | None) -> str:
+    # Unlike the three library versions, the lock pins every package by version and hash:
+    # the commit whose uv.lock has this SHA-256 rebuilds the very environment (`make setup`).
+    if lock_sha256 is None:
+        return "Environment lock: none (the project had no `uv.lock`)"
+    return f"Environment lock (`uv.lock`) SHA-256: `{lock_sha256}`"
+
+
 def _yaml_value(value) -> str:
     # As params.yaml spells it: true/false, not Python's True/False.
     text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -135,7 +143,8 @@ def model_card(
         "## Lineage",
         f"- Weights SHA-256: `{lineage['weights_sha256']}`\n"
         f"- Prepared data SHA-256: `{lineage['data_sha256']}`\n"
-        f"- Libraries: {versions}",
+        f"- Libraries: {versions}\n"
+        f"- {_environment_lock_line(lineage['environment_lock_sha256'])}",
         "## Intended use",
         f"Classifying images like the dataset's own ({description}) into its ten classes: "
         "teaching, benchmarking training pipelines, and as a baseline for such work. "

@@ -7,6 +7,9 @@ same paths dvc.yaml names as deps and outs.
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+# Every package of the environment by version and hash (`make lock`); the lineage records its
+# SHA-256.
+ENVIRONMENT_LOCK = Path("uv.lock")
 RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
