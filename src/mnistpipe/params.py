@@ -26,7 +26,9 @@ SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 
 
-_SHOWN = reprlib.Repr(maxlevel=2, maxstring=60, maxother=60, maxlist=4, maxdict=4)
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = _SHOWN.maxset = 4
 
 
 def shown(value: Any) -> str:
