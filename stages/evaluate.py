@@ -15,7 +15,7 @@ from mnistpipe.quality import bar_verdict, judged_metrics
 def main() -> str:
     params = load_params(paths.PARAMS)
     class_names = DATASETS[params["dataset"]].class_names
-    model = load_model(paths.MODEL)
+    model = load_model(paths.MODEL, classes=len(class_names))
     test_images, test_labels = load_split(paths.PREPARED, "test")
 
     logits = model.predict(test_images, batch_size=1000, verbose=0)

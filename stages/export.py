@@ -1,6 +1,5 @@
 """Stage 5: export a SavedModel that takes raw uint8 images, and prove it matches the model."""
 
-import json
 import shutil
 
 import numpy as np
@@ -10,6 +9,7 @@ from mnistpipe.data import load_split, read_raw
 from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
+from mnistpipe.inputs import read_json_object
 from mnistpipe.model_card import model_card
 from mnistpipe.models import load_model
 from mnistpipe.params import load_params
@@ -19,7 +19,7 @@ from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 def main() -> str:
     params = load_params(paths.PARAMS)
     spec = DATASETS[params["dataset"]]
-    model = load_model(paths.MODEL)
+    model = load_model(paths.MODEL, classes=len(spec.class_names))
     test_images, test_labels = load_split(paths.PREPARED, "test")
     # The preprocessed test set is the first examples of the raw one (all of
     # them unless preprocess.limit is set): feed the export the same ones, raw.
@@ -53,10 +53,10 @@ def main() -> str:
                 model_card(
                     spec,
                     params,
-                    json.loads(paths.TRAIN_METRICS.read_text()),
-                    json.loads(paths.EVALUATE_METRICS.read_text()),
-                    json.loads(paths.CLASS_METRICS.read_text()),
-                    json.loads(paths.LINEAGE.read_text()),
+                    read_json_object(paths.TRAIN_METRICS, "train"),
+                    read_json_object(paths.EVALUATE_METRICS, "evaluate"),
+                    read_json_object(paths.CLASS_METRICS, "evaluate"),
+                    read_json_object(paths.LINEAGE, "train"),
                     export_metrics,
                 )
             )

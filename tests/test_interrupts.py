@@ -129,12 +129,12 @@ def test_training_interrupted_after_an_epoch_says_where_and_the_rerun_resumes(
 ):
     prepare(project, synthetic_files)
     yaml_params = yaml.safe_load((project / "params.yaml").read_text())
-    yaml_params["train"]["epochs"] = 400
+    yaml_params["train"]["epochs"] = 40
     (project / "params.yaml").write_text(yaml.safe_dump(yaml_params, sort_keys=False))
 
     process = start_training(project)
     try:
-        seen = wait_for_line(process, "epoch 2/400")
+        seen = wait_for_line(process, "epoch 2/40")
         process.send_signal(signal_number)
         stdout = "".join(seen) + assert_interrupted(
             process,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE
+from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
 from mnistpipe.idx import read_pair
@@ -35,6 +35,8 @@ SPLITS = ("train", "val", "test")
 # Names the TFRecord shards and their counts; its absence means the npy format.
 TFRECORD_MANIFEST = "tfrecord.json"
 _TFRECORD_COMPRESSION = "GZIP"
+# What a stage says when derived data is damaged: rebuild it, or take DVC's copy.
+REBUILD = "run dvc repro --force preprocess (or dvc checkout data/prepared)"
 
 
 def scale_images(images: np.ndarray) -> np.ndarray:
@@ -94,6 +96,11 @@ def prepare(
         )
     train_images, train_labels = read_raw(raw_directory, "train")
     test_images, test_labels = read_raw(raw_directory, "test")
+    if limit > len(train_labels):
+        raise PipelineError(
+            f"preprocess.limit is {limit} but {Path(raw_directory)} holds {len(train_labels)} "
+            f"training examples; expected 0 (all of them) or at most {len(train_labels)}"
+        )
     if limit:
         train_images, train_labels = train_images[:limit], train_labels[:limit]
         test_count = max(1, limit // 6)
@@ -138,7 +145,10 @@ def write_tfrecords(directory: Path, arrays: dict, shard_size: int) -> None:
                 # TensorFlow reports a failed write (a full disk) as its own error,
                 # "PATH; REASON": as an OSError, atomic_directory reports it as one.
                 raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
-        manifest[split] = {"count": len(labels), "shards": names}
+        # Each shard's SHA-256, so that a reader notices a damaged shard before
+        # TensorFlow fails on it half way through an epoch.
+        checksums = {name: sha256_of_file(directory / name) for name in names}
+        manifest[split] = {"count": len(labels), "shards": names, "sha256": checksums}
     with atomic_open(directory / TFRECORD_MANIFEST) as stream:
         json.dump(manifest, stream, indent=2, sort_keys=True)
         stream.write("\n")
@@ -221,7 +231,8 @@ def load_examples(directory: str | os.PathLike, split: str) -> Examples:
         # This split's shards only: the other splits' files are not its content.
         digest = hashlib.sha256()
         for name in entry["shards"]:
-            digest.update(name.encode() + b"\0" + bytes.fromhex(sha256_of_file(directory / name)))
+            checksum = entry["sha256"].get(name) or sha256_of_file(directory / name)
+            digest.update(name.encode() + b"\0" + bytes.fromhex(checksum))
         return digest.hexdigest()
 
     return Examples(dataset, entry["count"], hash_content)
@@ -238,8 +249,51 @@ def _read_manifest(path: Path, split: str) -> dict:
         ) from None
     for name in shards:
         if not (path.parent / name).is_file():
-            raise PipelineError(f"{path} names {name}, which is not there; rerun preprocess")
-    return {"count": count, "shards": shards}
+            raise PipelineError(f"{path} names {name}, which is not there; {REBUILD}")
+    # Manifests written before the checksums were recorded have none: those
+    # shards are checked by TensorFlow's own CRCs only, as they were.
+    checksums = entry.get("sha256") or {}
+    if not isinstance(checksums, dict):
+        raise PipelineError(
+            f"{path} has sha256 {checksums!r}; expected shard → SHA-256; {REBUILD}"
+        )
+    for name in shards:
+        expected = checksums.get(name)
+        if expected is None:
+            continue
+        found = sha256_of_file(path.parent / name)
+        if found != expected:
+            raise PipelineError(
+                f"{path.parent / name} has SHA-256 {found[:12]}..., but {path} says "
+                f"{str(expected)[:12]}...: the shard is damaged; {REBUILD}"
+            )
+    if shards:
+        _check_first_record(path.parent / shards[0])
+    return {"count": count, "shards": shards, "sha256": checksums}
+
+
+def _check_first_record(shard: Path) -> None:
+    """The shard's first example must be a 28x28 image with a label 0-9: this dataset's kind."""
+    try:
+        for record in tf.data.TFRecordDataset(str(shard), _TFRECORD_COMPRESSION).take(1):
+            example = tf.io.parse_single_example(record, _FEATURES)
+            pixels, label = len(example["image"].numpy()), int(example["label"])
+    except tf.errors.OpError as error:
+        raise PipelineError(
+            f"cannot read {shard}: {_first_line(error)}; expected GZIP TFRecord shards of "
+            f"tf.train.Example (image, label) as preprocess writes; {REBUILD}"
+        ) from None
+    if pixels != IMAGE_SIDE * IMAGE_SIDE or not 0 <= label < NUM_CLASSES:
+        raise PipelineError(
+            f"{shard} holds an image of {pixels} bytes with label {label}; expected "
+            f"{IMAGE_SIDE}x{IMAGE_SIDE} = {IMAGE_SIDE * IMAGE_SIDE} bytes and a label 0-"
+            f"{NUM_CLASSES - 1}; {REBUILD}"
+        )
+
+
+def _first_line(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without the op names and graph context it appends."""
+    return error.message.strip().splitlines()[0].split(" [Op:")[0]
 
 
 def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -249,16 +303,24 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np
     """
     if (Path(directory) / TFRECORD_MANIFEST).exists():
         examples = load_examples(directory, split)
-        images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
+        try:
+            images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
+        except tf.errors.OpError as error:
+            raise PipelineError(
+                f"cannot read the {split} shards in {directory}: {_first_line(error)}; {REBUILD}"
+            ) from None
         return images.numpy(), labels.numpy()
     arrays = []
     for kind in ("images", "labels"):
         path = Path(directory) / f"{split}_{kind}.npy"
         try:
             arrays.append(np.load(path, allow_pickle=False))
-        except (OSError, ValueError) as error:
+        except FileNotFoundError:
+            raise PipelineError(f"{path} does not exist; run dvc repro preprocess") from None
+        except (OSError, ValueError, EOFError) as error:
             raise PipelineError(
-                f"cannot load {path}: {error}; rerun the preprocess stage"
+                f"cannot load {path}: {error}; expected a whole .npy file as preprocess "
+                f"writes; {REBUILD}"
             ) from None
     images, labels = arrays
     # What preprocess writes; anything else would fail deep inside TensorFlow.
@@ -273,5 +335,10 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np
             f"{Path(directory) / f'{split}_labels.npy'} holds {labels.dtype} of shape "
             f"{labels.shape}; expected int64 of shape ({len(images)},), one label an image; "
             "rerun the preprocess stage"
+        )
+    if labels.size and not (labels.min() >= 0 and labels.max() < NUM_CLASSES):
+        raise PipelineError(
+            f"{Path(directory) / f'{split}_labels.npy'} holds labels from {labels.min()} to "
+            f"{labels.max()}; expected labels 0-{NUM_CLASSES - 1}; {REBUILD}"
         )
     return images, labels

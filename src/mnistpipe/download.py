@@ -23,6 +23,16 @@ from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_path, sha256_of_file
 
 TIMEOUT_SECONDS = 30
+# A source that keeps the connection open but sends almost nothing is given up:
+# from GRACE_SECONDS on, a file must arrive at an average of MIN_BYTES_PER_SECOND
+# (10 kB/s: the 26 MB of Fashion-MNIST's training images in 45 minutes), and no
+# file may take longer than FILE_DEADLINE_SECONDS from one source. Then the next
+# source is tried, without retrying this one.
+GRACE_SECONDS = 60
+MIN_BYTES_PER_SECOND = 10_000
+FILE_DEADLINE_SECONDS = 3600
+# More than any MNIST-like IDX file: a source that sends without end is cut off.
+MAX_FILE_BYTES = 1 << 30
 ATTEMPTS_PER_URL = 3
 RETRY_PAUSE_SECONDS = 1.0
 _CHUNK_BYTES = 1 << 16
@@ -85,6 +95,10 @@ def _copy_verified(
     """Copy ``stream`` (gzip or plain IDX) to ``target`` decompressed, checking its SHA-256."""
     digest = hashlib.sha256()
     decompressor = None
+    started, received, written = time.monotonic(), 0, 0
+    # read1 returns what one socket read brings, so the rate is checked even when
+    # a source sends a few bytes at a time; local files have read only.
+    read = getattr(stream, "read1", stream.read)
     with (
         tqdm(
             total=size, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False
@@ -94,11 +108,13 @@ def _copy_verified(
         first = True
         while True:
             try:
-                chunk = stream.read(_CHUNK_BYTES)
+                chunk = read(_CHUNK_BYTES)
             except (OSError, ValueError, http.client.HTTPException) as error:
                 raise _Transient(f"transfer broke off: {error!r}") from None
             if not chunk:
                 break
+            received += len(chunk)
+            _check_pace(started, received)
             bar.update(len(chunk))
             if first:
                 first = False
@@ -109,6 +125,11 @@ def _copy_verified(
                     chunk = decompressor.decompress(chunk)
                 except zlib.error as error:
                     raise SourceFailed(f"not a valid gzip stream: {error}") from None
+            written += len(chunk)
+            if written > MAX_FILE_BYTES:
+                raise SourceFailed(
+                    f"sent more than {MAX_FILE_BYTES:,} bytes; expected an IDX file"
+                )
             digest.update(chunk)
             output.write(chunk)
     if decompressor is not None and not decompressor.eof:
@@ -117,6 +138,21 @@ def _copy_verified(
     if found != expected_sha256:
         raise SourceFailed(
             f"content SHA-256 is {found[:12]}..., expected {expected_sha256[:12]}..."
+        )
+
+
+def _check_pace(started: float, received: int) -> None:
+    """Give a source up when it is far too slow (see MIN_BYTES_PER_SECOND)."""
+    elapsed = time.monotonic() - started
+    if elapsed > FILE_DEADLINE_SECONDS:
+        raise SourceFailed(
+            f"too slow: {received:,} bytes in {elapsed:.0f} s, over the limit of "
+            f"{FILE_DEADLINE_SECONDS} s a file"
+        )
+    if elapsed > GRACE_SECONDS and received < MIN_BYTES_PER_SECOND * elapsed:
+        raise SourceFailed(
+            f"too slow: {received:,} bytes in {elapsed:.0f} s, below the minimum average of "
+            f"{MIN_BYTES_PER_SECOND:,} bytes/s"
         )
 
 

@@ -5,7 +5,7 @@ dimension) followed by the raw bytes. Images are magic 0x00000803 with three
 dimensions (count, rows, columns); labels are 0x00000801 with one.
 """
 
-import gzip
+import math
 import os
 import struct
 import zlib
@@ -18,6 +18,10 @@ from mnistpipe.errors import PipelineError
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 GZIP_MAGIC = b"\x1f\x8b"
+# The largest IDX content read: 1 GiB, twenty times Fashion-MNIST's training
+# images. A gzip stream that decompresses to more (a "zip bomb", a wrong file)
+# is refused before it fills the memory.
+MAX_IDX_BYTES = 1 << 30
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -29,10 +33,31 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise PipelineError(f"cannot read {path}: {error.strerror}") from None
     if content.startswith(GZIP_MAGIC):
         try:
-            content = gzip.decompress(content)
+            content = _decompress_bounded(content)
         except (OSError, EOFError, zlib.error) as error:
             raise PipelineError(f"{path} is not a valid gzip stream: {error}") from None
+        if content is None:
+            raise PipelineError(
+                f"{path} decompresses to more than {MAX_IDX_BYTES:,} bytes; expected an IDX "
+                "file of an MNIST-like dataset"
+            )
+    if len(content) > MAX_IDX_BYTES:
+        raise PipelineError(
+            f"{path} is {len(content):,} bytes; expected an IDX file of at most "
+            f"{MAX_IDX_BYTES:,} bytes"
+        )
     return content
+
+
+def _decompress_bounded(content: bytes) -> bytes | None:
+    """The gzip ``content`` decompressed, or None if that is more than MAX_IDX_BYTES."""
+    decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    result = decompressor.decompress(content, MAX_IDX_BYTES + 1)
+    if len(result) > MAX_IDX_BYTES:
+        return None
+    if not decompressor.eof:
+        raise EOFError("the gzip stream ends early")
+    return result
 
 
 def parse_idx(content: bytes, source: str, magic: int) -> np.ndarray:
@@ -49,10 +74,13 @@ def parse_idx(content: bytes, source: str, magic: int) -> np.ndarray:
             f"{source} has magic number 0x{found_magic:08x}; expected 0x{magic:08x}"
         )
     shape = struct.unpack(f">{dimensions}I", content[4:header_bytes])
-    expected_bytes = header_bytes + int(np.prod(shape))
+    # math.prod on Python integers: NumPy's int64 product overflows on absurd
+    # headers (3 x 4 billion) and could then seem to match the file's length.
+    expected_bytes = header_bytes + math.prod(shape)
     if len(content) != expected_bytes:
         raise PipelineError(
-            f"{source} is {len(content)} bytes; its header {shape} implies {expected_bytes} bytes"
+            f"{source} is {len(content)} bytes; its header {shape} implies {expected_bytes} bytes "
+            "(the counts in the header do not match the file)"
         )
     return np.frombuffer(content, dtype=np.uint8, offset=header_bytes).reshape(shape)
 

@@ -22,11 +22,20 @@ import tensorflow as tf
 from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError
-from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, read_images
+from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
 from mnistpipe.serving import load_serving_function, predict_in_batches
 
 TOP = 3
 _IDX_IMAGES_HEADER = IMAGES_MAGIC.to_bytes(4, "big")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
+FORMATS = "a PNG, JPEG or IDX image file"
+# The largest picture decoded: 8000x8000 pixels, about 256 MB as float32 while it
+# is scaled. The size is read from the file's header before anything is decoded,
+# so a file claiming a huge size is refused without using the memory.
+MAX_IMAGE_PIXELS = 64_000_000
+# JPEG start-of-frame markers (baseline, progressive, ...), which hold the size.
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE}
 
 
 def read_class_names(export_directory: Path) -> list[str]:
@@ -60,25 +69,73 @@ def to_dataset_image(image: np.ndarray, invert: bool = True) -> np.ndarray:
     return np.clip(np.round(fitted.numpy()[..., 0]), 0, 255).astype(np.uint8)
 
 
+def image_size(content: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's or JPEG's header, or None when the header has none."""
+    if content.startswith(_PNG_SIGNATURE):
+        if len(content) >= 24 and content[12:16] == b"IHDR":
+            return int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+        return None
+    position = 2
+    while position + 9 <= len(content):
+        if content[position] != 0xFF:
+            return None
+        marker = content[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        length = int.from_bytes(content[position + 2 : position + 4], "big")
+        if marker in _JPEG_FRAME_MARKERS:
+            height = int.from_bytes(content[position + 5 : position + 7], "big")
+            width = int.from_bytes(content[position + 7 : position + 9], "big")
+            return width, height
+        position += 2 + length
+    return None
+
+
+def decode_picture(path: Path, content: bytes) -> np.ndarray:
+    """A PNG or JPEG file as a grayscale (H, W) uint8 array, its size checked first."""
+    if not content.startswith((_PNG_SIGNATURE, _JPEG_SIGNATURE)):
+        raise PipelineError(
+            f"{path} is not {FORMATS} (it starts with {content[:8]!r}); expected {FORMATS}"
+        )
+    kind = "PNG" if content.startswith(_PNG_SIGNATURE) else "JPEG"
+    size = image_size(content)
+    if size is None:
+        raise PipelineError(f"{path} is a {kind} file without a readable size; expected {FORMATS}")
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise PipelineError(
+            f"{path} is a {kind} image of {width}x{height} pixels; expected at most "
+            f"{MAX_IMAGE_PIXELS:,} pixels (8000x8000): scale it down first"
+        )
+    try:
+        decoded = tf.io.decode_image(content, channels=1, expand_animations=False)
+    except tf.errors.OpError as error:
+        # TensorFlow's message ends with its op's name ("[Op:DecodeImage]").
+        reason = error.message.strip().splitlines()[0].split(" [Op:")[0]
+        raise PipelineError(
+            f"{path} is a damaged {kind} file ({reason}); expected {FORMATS}"
+        ) from None
+    return decoded.numpy()[..., 0]
+
+
 def read_inputs(path: Path, invert: bool = True) -> list[tuple[str, np.ndarray]]:
     """(name, 28x28 uint8 image) for each image in the file at ``path``."""
     try:
+        # Checked before reading: a file far larger than any image is not read whole.
+        if path.is_file() and path.stat().st_size > MAX_IDX_BYTES:
+            raise PipelineError(
+                f"{path} is {path.stat().st_size:,} bytes; expected {FORMATS} of at most "
+                f"{MAX_IDX_BYTES:,} bytes"
+            )
         content = path.read_bytes()
     except OSError as error:
         raise PipelineError(f"cannot read {path}: {error.strerror}") from None
     if not content:
-        raise PipelineError(f"{path} is empty; expected a PNG, JPEG or IDX image file")
+        raise PipelineError(f"{path} is empty; expected {FORMATS}")
     if content.startswith(_IDX_IMAGES_HEADER) or content.startswith(GZIP_MAGIC):
         return [(f"{path}[{index}]", image) for index, image in enumerate(read_images(path))]
-    try:
-        decoded = tf.io.decode_image(content, channels=1, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
-        reason = error.message.splitlines()[0]
-        raise PipelineError(
-            f"{path} is not an image TensorFlow can decode ({reason}); "
-            "expected a PNG, JPEG or IDX image file"
-        ) from None
-    return [(str(path), to_dataset_image(decoded.numpy()[..., 0], invert))]
+    return [(str(path), to_dataset_image(decode_picture(path, content), invert))]
 
 
 def top_classes(probabilities: np.ndarray, class_names: list[str], count: int = TOP) -> list:

@@ -1,0 +1,245 @@
+"""Files from somewhere else, sizes beyond reason, corrupt derived data, stalled sources.
+
+Stage cases run the stage in its own process, as DVC runs it: one ``error:``
+line naming the file, what it holds and what was expected, no traceback.
+"""
+
+import gzip
+import http.server
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from mnistpipe import download, idx, predict
+from mnistpipe.data import prepare
+from mnistpipe.errors import PipelineError
+from mnistpipe.models import build_mlp
+from tests.conftest import REPOSITORY, synthetic_split, write_mirror
+from tests.test_failures import assert_clear_error, run_stage_process, write_raw
+
+PREPARED = Path("data/prepared")
+
+
+@pytest.fixture
+def project(tmp_path, synthetic_files):
+    """A project with prepared synthetic data (written in-process: no stage to wait for)."""
+    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    params["preprocess"]["val_split"] = 0.2
+    params["train"].update(model="mlp", epochs=1, batch_size=64)
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_raw(root, synthetic_files)
+    return root
+
+
+def prepare_in(root: Path, storage_format: str = "npy", shard_size: int = 10_000) -> None:
+    prepare(root / "data/raw", root / PREPARED, 0.2, 0, 42, storage_format, shard_size)
+
+
+def save_model(root: Path, model: keras.Model) -> Path:
+    path = root / "models" / "model.keras"
+    path.parent.mkdir(exist_ok=True)
+    model.save(path)
+    return path
+
+
+def other_input_model() -> keras.Model:
+    return keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+
+
+def five_class_model() -> keras.Model:
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(5)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_model", "fragments"),
+    [
+        (other_input_model, ["takes inputs of shape (32, 32, 3)", "(28, 28, 1)"]),
+        (five_class_model, ["gives outputs of shape (5,)", "10 logits"]),
+    ],
+    ids=["other-input", "other-classes"],
+)
+def test_a_model_that_does_not_fit_the_dataset_stops_evaluate(project, make_model, fragments):
+    prepare_in(project)
+    save_model(project, make_model())
+
+    result = run_stage_process(project, "evaluate")
+
+    assert_clear_error(result, "models/model.keras", *fragments, "dvc repro --force train")
+    assert not (project / "metrics").exists()
+
+
+def test_a_model_file_cut_short_names_the_file_and_the_way_back(project):
+    prepare_in(project)
+    path = save_model(project, build_mlp(0.2))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    result = run_stage_process(project, "evaluate")
+
+    assert_clear_error(
+        result, "models/model.keras is not a complete .keras file", "dvc repro --force train"
+    )
+
+
+def test_a_truncated_npy_stops_train_naming_the_file(project):
+    prepare_in(project)
+    path = project / PREPARED / "train_images.npy"
+    path.write_bytes(path.read_bytes()[:1000])
+
+    result = run_stage_process(project, "train")
+
+    assert_clear_error(
+        result, "cannot load data/prepared/train_images.npy", "dvc repro --force preprocess"
+    )
+    assert not (project / "models").exists()
+
+
+def test_a_flipped_byte_in_a_tfrecord_shard_stops_train_naming_the_shard(project):
+    prepare_in(project, "tfrecord", shard_size=100)
+    shard = sorted((project / PREPARED).glob("train-*.tfrecord.gz"))[1]
+    content = bytearray(shard.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    shard.write_bytes(bytes(content))
+
+    result = run_stage_process(project, "train")
+
+    assert_clear_error(
+        result, str(shard.relative_to(project)), "damaged", "dvc repro --force preprocess"
+    )
+    assert not (project / "models").exists()
+
+
+def test_tfrecord_shards_of_another_image_size_stop_train(project, tmp_path):
+    from mnistpipe.data import write_tfrecords
+
+    images, labels = synthetic_split(60, seed=3)
+    wide = np.zeros((60, 32, 32), dtype=np.uint8)
+    wide[:, :28, :28] = images
+    prepared = project / PREPARED
+    prepared.mkdir(parents=True)
+    write_tfrecords(prepared, {split: (wide, labels) for split in ("train", "val", "test")}, 100)
+
+    result = run_stage_process(project, "train")
+
+    assert_clear_error(
+        result,
+        "data/prepared/train-00000-of-00001.tfrecord.gz",
+        "image of 1024 bytes",
+        "expected 28x28 = 784 bytes",
+    )
+
+
+def test_a_limit_beyond_the_data_is_refused(project):
+    with pytest.raises(PipelineError, match=r"preprocess.limit is 100000 .* holds 600"):
+        prepare(project / "data/raw", project / PREPARED, 0.2, 100_000, 42)
+
+
+def test_an_idx_header_claiming_absurd_counts_is_refused_without_allocating():
+    # 4 billion images of 4 billion x 4 billion pixels: NumPy's int64 product overflows.
+    content = struct.pack(">IIII", idx.IMAGES_MAGIC, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    with pytest.raises(PipelineError, match="header .* implies .* do not match the file"):
+        idx.parse_idx(content + bytes(100), "bogus", idx.IMAGES_MAGIC)
+
+
+def test_a_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 1 << 20)
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes(4 << 20)))
+    with pytest.raises(PipelineError, match="decompresses to more than 1,048,576 bytes"):
+        idx.read_bytes(path)
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+def test_predict_refuses_a_picture_of_huge_dimensions_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(100_000, 100_000) + bytes(100))
+    with pytest.raises(
+        PipelineError, match=r"PNG image of 100000x100000 pixels; expected at most"
+    ):
+        predict.read_inputs(path)
+
+
+def test_predict_on_a_file_that_is_not_an_image_names_the_formats_of_its_help(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a picture")
+    with pytest.raises(PipelineError) as raised:
+        predict.read_inputs(path)
+    message = str(raised.value)
+    assert "is not a PNG, JPEG or IDX image file" in message
+    assert "Op:" not in message and "GIF" not in message and "BMP" not in message
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(png_header(28, 28) + b"garbage")
+    with pytest.raises(PipelineError) as raised:
+        predict.read_inputs(damaged)
+    assert "is a damaged PNG file" in str(raised.value)
+    assert "Op:" not in str(raised.value)
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            while not self.server.stopping.is_set():
+                self.wfile.write(b"\x1f")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_source_that_trickles_is_given_up_and_the_next_one_serves(
+    tmp_path, monkeypatch, synthetic_files, synthetic_dataset
+):
+    monkeypatch.setattr(download, "GRACE_SECONDS", 1.0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    server.stopping = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        trickle = f"http://127.0.0.1:{server.server_address[1]}/"
+        mirror = write_mirror(tmp_path / "mirror", synthetic_files)
+        name = "train-labels-idx1-ubyte"
+        started = time.monotonic()
+        source = download.fetch_file(
+            [trickle, str(mirror)],
+            name,
+            synthetic_dataset.sha256["train_labels"],
+            tmp_path / name,
+            progress=False,
+        )
+        assert source == str(mirror)
+        assert time.monotonic() - started < 20
+        with pytest.raises(PipelineError, match="too slow: .* below the minimum average"):
+            download.fetch_file([trickle], name, "0" * 64, tmp_path / "other", progress=False)
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
