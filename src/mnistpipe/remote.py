@@ -83,7 +83,9 @@ def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnistpipe.remote", description=__doc__)
     parser.add_argument("action", choices=sorted(ACTIONS))
-    parser.add_argument("--remote", metavar="NAME", help="the DVC remote (default: the default)")
+    parser.add_argument(
+        "-r", "--remote", metavar="NAME", help="the DVC remote (default: the default)"
+    )
     parser.add_argument("--jobs", type=int, metavar="N", help="parallel transfers (DVC's -j)")
     arguments = parser.parse_args(argv)
     try:

@@ -1,0 +1,351 @@
+"""A team's DVC remote: one clone pushes, a fresh clone pulls, against real servers on 127.0.0.1.
+
+WebDAV (wsgidav with dvc-webdav), S3 (moto's standalone server with dvc-s3) and SSH
+(Debian's sshd with dvc-ssh), each started and stopped by the test. The project is a
+temporary copy of the repository on 600 real Fashion-MNIST images, one epoch.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnistpipe.idx import encode_idx, read_images
+from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST
+from tests.test_pipeline import PROJECT_FILES, command_environment, git_commit, run
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+# What a pull must bring back byte for byte (directories: every file in them).
+OUTPUTS = ("data/raw", "data/prepared", "models", "plots/predictions.csv", "plots/images")
+
+
+def make_project(root: Path, **train) -> Path:
+    """A git and DVC repository holding the project, with params for a run of seconds."""
+    if not SYSTEM_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make setup installs it)")
+    for name in PROJECT_FILES:
+        source = REPOSITORY / name
+        if source.is_dir():
+            shutil.copytree(
+                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["preprocess"].update(limit=600, val_split=0.2)
+    params["train"].update(model="quickstart_cnn", epochs=1, batch_size=32, learning_rate=0.003)
+    params["train"].update(train)
+    params["evaluate"]["min_accuracy"] = 0.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(root, "git", "init", "-q", "-b", "main")
+    return root
+
+
+def dvc(root: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(root, sys.executable, "-m", "dvc", *arguments, check=check)
+
+
+def remote(root: Path, action: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``make push`` / ``make pull`` without make: the module those targets run."""
+    return run(root, sys.executable, "-m", "mnistpipe.remote", action, check=check)
+
+
+def output_bytes(root: Path) -> dict[str, bytes]:
+    files = {}
+    for name in OUTPUTS:
+        path = root / name
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                files[file.relative_to(root).as_posix()] = file.read_bytes()
+    return files
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A server process started by a test, ready once its port accepts connections."""
+
+    def __init__(self, command: list[str], port: int, log: Path):
+        self.command, self.port, self.log = command, port, log
+        self.process = None
+
+    def start(self) -> "Server":
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{self.command[0]} did not listen: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def webdav_server(root: Path, log: Path, config: dict | None = None) -> Server:
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    command = [str(BIN / "wsgidav"), "--host", "127.0.0.1", "--port", str(port)]
+    if config is None:
+        command += ["--root", str(root), "--auth", "anonymous", "--no-config"]
+    else:
+        config = {
+            "host": "127.0.0.1",
+            "port": port,
+            "provider_mapping": {"/": str(root)},
+            **config,
+        }
+        config_path = log.with_suffix(".yaml")
+        config_path.write_text(yaml.safe_dump(config))
+        command += ["--config", str(config_path)]
+    return Server(command, port, log)
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    """A project run once and pushed to an anonymous WebDAV server named ``team``."""
+    base = tmp_path_factory.mktemp("remote")
+    root = make_project(base / "origin")
+    dvc(root, "repro")
+    server = webdav_server(base / "webdav", base / "webdav.log").start()
+    try:
+        dvc(root, "remote", "add", "--default", "team", f"webdav://127.0.0.1:{server.port}/")
+        git_commit(root, "the base run, with the team's remote")
+        remote(root, "push")
+        yield root, server
+    finally:
+        server.stop()
+
+
+def fresh_clone(origin: Path, destination: Path) -> Path:
+    run(origin.parent, "git", "clone", "-q", str(origin), str(destination))
+    return destination
+
+
+def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):
+    origin, _ = pushed
+    clone = fresh_clone(origin, tmp_path / "clone")
+    assert not (clone / "models").exists()
+
+    remote(clone, "pull")
+
+    assert "Data and pipelines are up to date." in dvc(clone, "status").stdout
+    assert output_bytes(clone) == output_bytes(origin)
+    repro = dvc(clone, "repro").stdout
+    assert "Running stage" not in repro, repro
+    # The pulled export answers as the evaluate stage did on the first test images.
+    raw = read_images(clone / "data/raw/t10k-images-idx3-ubyte")[:12]
+    (tmp_path / "first12").write_bytes(encode_idx(raw))
+    predicted = run(clone, sys.executable, "-m", "mnistpipe.predict", str(tmp_path / "first12"))
+    evaluated = (clone / "plots/predictions.csv").read_text().splitlines()[1:13]
+    for line, row in zip(predicted.stdout.strip().splitlines()[-12:], evaluated, strict=True):
+        assert row.split(",")[1] in line, (line, row)
+
+
+def test_a_push_killed_half_way_completes_when_run_again(pushed, tmp_path):
+    origin, _ = pushed
+    server = webdav_server(tmp_path / "store", tmp_path / "webdav.log").start()
+    try:
+        url = f"webdav://127.0.0.1:{server.port}/"
+        dvc(origin, "remote", "add", "--local", "half", url)
+        push = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "push", "--remote", "half", "--jobs", "1"],
+            cwd=origin,
+            env=command_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        # Killed as soon as the first files have reached the server.
+        deadline = time.monotonic() + 120
+        while sum(1 for f in (tmp_path / "store").rglob("*") if f.is_file()) < 2:
+            assert push.poll() is None, "the push ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(push.pid, signal.SIGKILL)
+        push.wait()
+        status = dvc(origin, "status", "--cloud", "--remote", "half", check=False).stdout
+        assert "new:" in status, status
+
+        result = run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "--remote", "half")
+
+        assert "files pushed" in result.stdout
+        status = dvc(origin, "status", "--cloud", "--remote", "half").stdout
+        assert "Cache and remote 'half' are in sync." in status
+    finally:
+        server.stop()
+        dvc(origin, "remote", "remove", "--local", "half", check=False)
+
+
+def test_a_remote_that_is_down_is_one_error_naming_it(pushed, tmp_path):
+    origin, _ = pushed
+    port = free_port()
+    dvc(origin, "remote", "add", "--local", "down", f"webdav://127.0.0.1:{port}/")
+    try:
+        result = run(
+            origin,
+            sys.executable,
+            "-m",
+            "mnistpipe.remote",
+            "push",
+            "--remote",
+            "down",
+            check=False,
+        )
+    finally:
+        dvc(origin, "remote", "remove", "--local", "down")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert f"remote 'down' (webdav://127.0.0.1:{port}/) failed" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_refused_credentials_are_one_error_and_the_right_ones_push(pushed, tmp_path):
+    origin, _ = pushed
+    authenticated = {
+        "http_authenticator": {
+            "domain_controller": None,
+            "accept_basic": True,
+            "accept_digest": False,
+            "default_to_digest": False,
+        },
+        "simple_dc": {"user_mapping": {"*": {"team": {"password": "the-right-one"}}}},
+    }
+    server = webdav_server(tmp_path / "store", tmp_path / "webdav.log", authenticated).start()
+    url = f"webdav://127.0.0.1:{server.port}/"
+    try:
+        dvc(origin, "remote", "add", "--local", "locked", url)
+        dvc(origin, "remote", "modify", "--local", "locked", "user", "team")
+        dvc(origin, "remote", "modify", "--local", "locked", "password", "a-wrong-one")
+        refused = run(
+            origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "locked", check=False
+        )
+        dvc(origin, "remote", "modify", "--local", "locked", "password", "the-right-one")
+        accepted = run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "locked")
+    finally:
+        server.stop()
+        dvc(origin, "remote", "remove", "--local", "locked", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: dvc push to remote 'locked' ({url}) failed:")
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "files pushed" in accepted.stdout
+    # The credentials went to .dvc/config.local, which DVC keeps out of git.
+    assert "the-right-one" not in (origin / ".dvc/config").read_text()
+    ignored = run(origin, "git", "check-ignore", ".dvc/config.local")
+    assert ignored.stdout.strip() == ".dvc/config.local"
+
+
+def test_an_s3_remote_pushes_and_a_fresh_clone_pulls(pushed, tmp_path):
+    origin, _ = pushed
+    port = free_port()
+    server = Server(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        tmp_path / "moto.log",
+    ).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **credentials)
+        s3.create_bucket(Bucket="mnistpipe")
+        clone = fresh_clone(origin, tmp_path / "clone")
+        for repository in (origin, clone):
+            dvc(repository, "remote", "add", "--local", "s3", "s3://mnistpipe/dvc")
+            dvc(repository, "remote", "modify", "--local", "s3", "endpointurl", endpoint)
+            for key, value in credentials.items():
+                dvc(repository, "remote", "modify", "--local", "s3", key[4:], value)
+
+        pushed_output = run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "s3")
+        run(clone, sys.executable, "-m", "mnistpipe.remote", "pull", "-r", "s3")
+
+        assert "files pushed" in pushed_output.stdout
+        listed = s3.list_objects_v2(Bucket="mnistpipe", Prefix="dvc/")
+        assert listed["KeyCount"] > 0
+        assert "Data and pipelines are up to date." in dvc(clone, "status").stdout
+        assert output_bytes(clone) == output_bytes(origin)
+    finally:
+        server.stop()
+        dvc(origin, "remote", "remove", "--local", "s3", check=False)
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@pytest.mark.skipif(
+    not SSHD.exists(), reason="/usr/sbin/sshd missing: `make test-packages` installs it"
+)
+def test_an_ssh_remote_pushes_and_a_fresh_clone_pulls(pushed, tmp_path, monkeypatch):
+    origin, _ = pushed
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    for name in ("host", "user"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
+        )
+    authorized = keys / "authorized_keys"
+    shutil.copy(keys / "user.pub", authorized)
+    authorized.chmod(0o600)
+    port = free_port()
+    config = tmp_path / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"PidFile {tmp_path / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    # The client checks the server's key against HOME's known_hosts: a HOME of the test's own.
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    host_key = (keys / "host.pub").read_text().split()[:2]
+    (home / ".ssh/known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+    monkeypatch.setenv("HOME", str(home))
+    server = Server(
+        [str(SSHD), "-D", "-e", "-f", str(config)], port, tmp_path / "sshd.log"
+    ).start()
+    store = tmp_path / "store"
+    store.mkdir()
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    try:
+        clone = fresh_clone(origin, tmp_path / "clone")
+        for repository in (origin, clone):
+            dvc(repository, "remote", "add", "--local", "ssh", f"ssh://127.0.0.1:{port}{store}")
+            dvc(repository, "remote", "modify", "--local", "ssh", "user", user)
+            dvc(repository, "remote", "modify", "--local", "ssh", "keyfile", str(keys / "user"))
+
+        run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "ssh")
+        run(clone, sys.executable, "-m", "mnistpipe.remote", "pull", "-r", "ssh")
+
+        assert any(store.rglob("*"))
+        assert "Data and pipelines are up to date." in dvc(clone, "status").stdout
+        assert output_bytes(clone) == output_bytes(origin)
+    finally:
+        server.stop()
+        dvc(origin, "remote", "remove", "--local", "ssh", check=False)
