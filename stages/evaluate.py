@@ -7,7 +7,7 @@ from mnistpipe.errors import run_stage
 from mnistpipe.evaluation import classification_report, prediction_rows
 from mnistpipe.figures import confusion_matrix_figure, misclassified_figure, save_png
 from mnistpipe.files import write_csv, write_json
-from mnistpipe.models import load_model, probabilities
+from mnistpipe.models import load_model, probabilities, with_test_time_augmentation
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, judged_metrics
 
@@ -17,6 +17,9 @@ def main() -> str:
     class_names = DATASETS[params["dataset"]].class_names
     model = load_model(paths.MODEL, classes=len(class_names))
     test_images, test_labels = load_split(paths.PREPARED, "test")
+    # Test-time augmentation when the params ask for it (models.py): each image
+    # is scored as the mean of its views, here as in the exported SavedModel.
+    model = with_test_time_augmentation(model, params["evaluate"]["test_time_augmentation"])
 
     logits = model.predict(test_images, batch_size=1000, verbose=0)
     report = classification_report(test_labels, logits, class_names)

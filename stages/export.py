@@ -11,7 +11,7 @@ from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
 from mnistpipe.inputs import read_json_object
 from mnistpipe.model_card import model_card
-from mnistpipe.models import load_model
+from mnistpipe.models import load_model, with_test_time_augmentation
 from mnistpipe.params import load_params
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 
@@ -21,6 +21,9 @@ def main() -> str:
     spec = DATASETS[params["dataset"]]
     model = load_model(paths.MODEL, classes=len(spec.class_names))
     test_images, test_labels = load_split(paths.PREPARED, "test")
+    # Test-time augmentation when the params ask for it (models.py): each image
+    # is scored as the mean of its views, here as in the exported SavedModel.
+    model = with_test_time_augmentation(model, params["evaluate"]["test_time_augmentation"])
     # The preprocessed test set is the first examples of the raw one (all of
     # them unless preprocess.limit is set): feed the export the same ones, raw.
     raw_images = read_raw(paths.RAW, "test")[0][: len(test_labels)]

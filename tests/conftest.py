@@ -53,6 +53,9 @@ def settings_for(model_name, loop, **changes):
         "epochs": 3,
         "shuffle_buffer": 0,
         "augment": "flip",
+        "shift_pixels": 0,
+        "label_smoothing": 0.0,
+        "warmup_epochs": 0.0,
         "loop": loop,
         # Dropout makes resume tests fail unless its random state is restored too.
         "dropout": 0.2,

@@ -49,3 +49,53 @@ def test_skipping_epochs_gives_the_order_the_next_epoch_would_have_had():
     resumed_dataset = make_datasets((images, labels), (images, labels), 8, 0, 5)[0]
     skip_epochs(resumed_dataset, 2)
     np.testing.assert_array_equal(epoch_orders(resumed_dataset, 1)[0], uninterrupted[2])
+
+
+def _offset(original, shifted, limit):
+    """The (rows, columns) by which ``shifted`` is ``original`` moved, zeros filling the edge."""
+    padded = np.pad(original, limit)
+    side = original.shape[0]
+    for rows in range(-limit, limit + 1):
+        for columns in range(-limit, limit + 1):
+            moved = np.roll(padded, (rows, columns), axis=(0, 1))[limit:-limit, limit:-limit]
+            if np.array_equal(moved[:side, :side], shifted):
+                return rows, columns
+    return None
+
+
+def test_shifts_move_each_image_by_its_own_offset_within_the_limit_the_same_on_every_rerun():
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 28, 28, 1), dtype=np.float32) + 1  # No zeros: every move shows.
+    labels = np.arange(64)
+
+    def offsets():
+        train_dataset, _ = make_datasets(
+            (images, labels), (images[:8], labels[:8]), 64, 0, 3, "none", shift_pixels=2
+        )
+        ((batch_images, batch_labels),) = list(train_dataset)
+        return [
+            _offset(images[label, :, :, 0], image[:, :, 0], 2)
+            for image, label in zip(batch_images.numpy(), batch_labels.numpy(), strict=True)
+        ]
+
+    first = offsets()
+    assert None not in first
+    assert len(set(first)) > 10
+    assert offsets() == first
+
+
+def test_shifts_leave_the_flips_of_a_run_without_shifts_as_they_were():
+    images = np.ones((64, 28, 28, 1), dtype=np.float32)
+    images[:, :, :14] = 2.0  # Mirrored, the bright half is on the right.
+    labels = np.arange(64)
+
+    def flipped(shift_pixels):
+        train_dataset, _ = make_datasets(
+            (images, labels), (images[:8], labels[:8]), 64, 0, 3, "flip", shift_pixels
+        )
+        ((batch_images, batch_labels),) = list(train_dataset)
+        right_brighter = batch_images.numpy()[:, 14, 20, 0] > batch_images.numpy()[:, 14, 7, 0]
+        return sorted(batch_labels.numpy()[right_brighter].tolist())
+
+    assert flipped(1) == flipped(0)
+    assert 16 <= len(flipped(0)) <= 48

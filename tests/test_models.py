@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mnistpipe.errors import PipelineError
-from mnistpipe.models import PRESETS, build_model, load_model
+from mnistpipe.models import PRESETS, build_model, load_model, with_test_time_augmentation
 from tests.conftest import small_splits
 from tests.test_loops import run_training
 
@@ -47,3 +47,29 @@ def test_a_model_with_a_lambda_layer_is_refused(tmp_path):
 def test_only_keras_files_are_loaded(tmp_path):
     with pytest.raises(PipelineError, match="is not a .keras file"):
         load_model(tmp_path / "model.h5")
+
+
+def test_flip_test_time_augmentation_averages_the_probabilities_of_an_image_and_its_mirror():
+    keras.utils.set_random_seed(1)
+    model = build_model("convnet", 0.1)
+    images = small_splits()[1][0][:16]
+    averaged = with_test_time_augmentation(model, "flip")
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(averaged(images)))
+    expected = (
+        keras.ops.convert_to_numpy(keras.ops.softmax(model(images)))
+        + keras.ops.convert_to_numpy(keras.ops.softmax(model(images[:, :, ::-1])))
+    ) / 2
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+    # An image and its mirror now score alike, which the model alone does not.
+    mirrored = keras.ops.convert_to_numpy(averaged(images[:, :, ::-1]))
+    np.testing.assert_allclose(mirrored, keras.ops.convert_to_numpy(averaged(images)), atol=1e-5)
+    assert with_test_time_augmentation(model, "none") is model
+
+
+def test_averaged_logits_stay_finite_when_one_view_is_certain():
+    inputs = keras.Input((28, 28, 1))
+    # Huge logits: in float32 the losing class's probability underflows to 0.
+    logits = keras.layers.Dense(10, kernel_initializer="ones")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, logits * np.arange(10, dtype=np.float32))
+    averaged = with_test_time_augmentation(model, "flip")
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(averaged(np.ones((2, 28, 28, 1))))))

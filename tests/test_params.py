@@ -72,6 +72,19 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path):
             "download.mirrors is 'http://a/' (str); expected a list",
         ),
         ("download", "mirrors", ["ftp://host/mnist/"], "download.mirrors has 'ftp://host/mnist/'"),
+        ("train", "shift_pixels", -1, "train.shift_pixels is -1; expected an integer >= 0"),
+        (
+            "train",
+            "label_smoothing",
+            1.0,
+            "train.label_smoothing is 1.0; expected a number in [0, 1)",
+        ),
+        (
+            "evaluate",
+            "test_time_augmentation",
+            "crop",
+            "evaluate.test_time_augmentation is 'crop'; expected one of: none, flip",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_key(tmp_path, section, key, value, message):
@@ -121,6 +134,11 @@ def test_xla_with_op_determinism_is_refused_rather_than_quietly_dropped():
         check_train_settings(settings_for("quickstart_cnn", "fit", jit_compile=True))
 
 
+def test_a_warm_up_as_long_as_the_run_is_refused():
+    with pytest.raises(PipelineError, match="train.warmup_epochs is 3 and train.epochs is 3"):
+        check_train_settings(settings_for("mlp", "fit", epochs=3, warmup_epochs=3))
+
+
 def test_the_names_the_params_allow_are_exactly_those_the_code_builds():
     # params.py is the one place a name is checked; each module looks it up.
     assert set(params.MODELS) == set(models.PRESETS)
@@ -128,3 +146,4 @@ def test_the_names_the_params_allow_are_exactly_those_the_code_builds():
     assert set(params.SCHEDULES) == set(recipe.SCHEDULES)
     assert set(params.LOOPS) == set(loops.LOOPS)
     assert set(params.AUGMENTATIONS) == set(input_pipeline.AUGMENTATIONS)
+    assert set(params.TEST_TIME_AUGMENTATIONS) == set(models.TEST_TIME_AUGMENTATIONS)

@@ -3,6 +3,7 @@
 import keras
 import pytest
 
+from mnistpipe.lineage import weights_sha256
 from mnistpipe.loops import HISTORY_KEYS
 from mnistpipe.seeding import seed_everything
 from mnistpipe.training import train_from_params
@@ -50,3 +51,21 @@ def test_a_finished_checkpoint_trains_no_further_epoch(tmp_path):
     )
     assert recorder.events == []
     assert again == first
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_the_recipe_with_shifts_smoothing_and_warm_up_reruns_to_identical_weights(loop):
+    settings = settings_for(
+        "mlp", loop, epochs=2, shift_pixels=2, label_smoothing=0.1, warmup_epochs=1
+    )
+
+    def run():
+        seed_everything(5, deterministic=True)
+        model, history = train_from_params(settings, 5, *small_splits())
+        return weights_sha256(model), history
+
+    first = run()
+    assert run() == first
+    seed_everything(5, deterministic=True)
+    plain, _ = train_from_params(settings_for("mlp", loop, epochs=2), 5, *small_splits())
+    assert weights_sha256(plain) != first[0]

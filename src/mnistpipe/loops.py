@@ -61,11 +61,15 @@ def train_with_fit(
     callbacks=(),
     jit_compile=False,
     initial_epoch=0,
+    label_smoothing=0.0,
 ) -> dict:
     # Keras turns XLA on by itself only when a GPU is visible; on CPU it did not
     # speed these models up (bench/), so the choice is the params' and explicit.
     model.compile(
-        optimizer=optimizer, loss=make_loss(), metrics=["accuracy"], jit_compile=jit_compile
+        optimizer=optimizer,
+        loss=make_loss(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
     history = model.fit(
         train_dataset,
@@ -89,6 +93,7 @@ def train_with_custom_loop(
     callbacks=(),
     jit_compile=False,
     initial_epoch=0,
+    label_smoothing=0.0,
 ) -> dict:
     """The quickstart's loop: tf.function train and test steps around a GradientTape.
 
@@ -104,7 +109,7 @@ def train_with_custom_loop(
         # Per-example losses, averaged over the *global* batch on each replica:
         # the all-reduce then sums the replicas' gradients into exactly the
         # gradient of the global batch's mean loss.
-        loss_object = make_loss(reduction=None)
+        loss_object = make_loss(reduction=None, label_smoothing=label_smoothing)
         train_loss = keras.metrics.Mean(name="loss")
         train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         val_loss = keras.metrics.Mean(name="val_loss")

@@ -71,6 +71,36 @@ def probabilities(logits) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 
 
+# The test-time augmentations params.TEST_TIME_AUGMENTATIONS names
+# (evaluate.test_time_augmentation): each maps an input batch to its views.
+TEST_TIME_AUGMENTATIONS = {
+    "none": None,
+    # Width is axis 2 of (N, 28, 28, 1): the same mirror as the flip augmentation.
+    "flip": lambda images: [images, keras.ops.flip(images, axis=2)],
+}
+
+
+def with_test_time_augmentation(model: keras.Model, augmentation: str) -> keras.Model:
+    """``model`` scoring each image as the mean of its views' class probabilities.
+
+    The result still outputs logits (the log of the mean probabilities), so
+    that softmax, argmax and the loss treat it as any model; "none" returns
+    ``model`` itself. The views are whole-batch ops inside the graph, so a
+    SavedModel exported from the result does the averaging for its clients.
+    """
+    views = TEST_TIME_AUGMENTATIONS[augmentation]
+    if views is None:
+        return model
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    log_probabilities = [keras.ops.log_softmax(model(view)) for view in views(inputs)]
+    # log(mean(p)) computed as logsumexp(log p) - log(count): a probability
+    # that underflows to 0 in one view gives no log(0) = -inf.
+    outputs = keras.ops.logsumexp(keras.ops.stack(log_probabilities), axis=0) - np.log(
+        np.float32(len(log_probabilities))
+    )
+    return keras.Model(inputs, outputs, name=f"{model.name}_{augmentation}_averaged")
+
+
 def _conv_block(x, filters: int):
     # Bias is redundant before BatchNormalization, which adds its own offset.
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)

@@ -24,6 +24,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 FORMATS = ("npy", "tfrecord")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
+TEST_TIME_AUGMENTATIONS = ("none", "flip")
 
 
 _SHOWN = reprlib.Repr()
@@ -163,6 +164,9 @@ SCHEMA: dict[str, Any] = {
         "epochs": Integer(minimum=1, maximum=100_000),
         "shuffle_buffer": Integer(minimum=0, maximum=100_000_000),
         "augment": Choice(AUGMENTATIONS),
+        "shift_pixels": Integer(minimum=0),
+        "label_smoothing": Number(0.0, 1.0, exclusive_maximum=True),
+        "warmup_epochs": Number(0.0, float("inf")),
         "loop": Choice(LOOPS),
         "dropout": Number(0.0, 1.0, exclusive_maximum=True),
         "deterministic": Flag(),
@@ -172,6 +176,7 @@ SCHEMA: dict[str, Any] = {
     },
     "evaluate": {
         "min_accuracy": Number(0.0, 1.0),
+        "test_time_augmentation": Choice(TEST_TIME_AUGMENTATIONS),
     },
     "gate": {
         "tolerances": Tolerances(),
@@ -250,6 +255,12 @@ def check_train_settings(settings: dict) -> None:
             "train.distribute is multi_worker and train.loop is fit; Keras 3's model.fit "
             "fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so set "
             "train.loop: custom"
+        )
+    if settings["warmup_epochs"] >= settings["epochs"]:
+        raise PipelineError(
+            f"train.warmup_epochs is {settings['warmup_epochs']:g} and train.epochs is "
+            f"{settings['epochs']}; expected fewer warm-up epochs than epochs, so that the "
+            "learning rate also decays"
         )
     if settings["mixed_precision"]:
         import tensorflow as tf  # Only here: the other checks need no TensorFlow.

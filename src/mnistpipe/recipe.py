@@ -21,19 +21,67 @@ OPTIMIZERS = {
 }
 
 
-def make_learning_rate(initial: float, schedule: str, total_steps: int):
-    """The learning rate, or the schedule of it, that ``schedule`` names over ``total_steps``."""
-    return SCHEDULES[schedule](initial, total_steps)
+def make_learning_rate(initial: float, schedule: str, total_steps: int, warmup_steps: int = 0):
+    """The learning rate, or the schedule of it, that ``schedule`` names over ``total_steps``.
+
+    With ``warmup_steps`` the rate first rises linearly from 0 to ``initial``
+    over those steps, then follows ``schedule`` over the steps that remain.
+    """
+    if not warmup_steps:
+        return SCHEDULES[schedule](initial, total_steps)
+    # A warm-up lets Adam's moment estimates and BatchNorm's statistics settle
+    # before the full rate; CosineDecay has one built in. alpha=1 holds the rate
+    # at ``initial`` after the warm-up, the constant schedule's warm-up.
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(1, total_steps - warmup_steps),
+        alpha=1.0 if schedule == "constant" else 0.0,
+        warmup_target=initial,
+        warmup_steps=warmup_steps,
+    )
 
 
 def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     return OPTIMIZERS[name](learning_rate)
 
 
-def make_loss(reduction="sum_over_batch_size") -> keras.losses.Loss:
+def make_loss(reduction="sum_over_batch_size", label_smoothing: float = 0.0) -> keras.losses.Loss:
+    """Cross-entropy of integer labels against the models' logits.
+
+    ``label_smoothing`` s trains towards 1 - s + s/10 for the true class and s/10
+    for each other one (train.label_smoothing); 0 is plain cross-entropy.
+    """
+    if label_smoothing:
+        return SmoothedSparseCrossentropy(label_smoothing, reduction=reduction)
     # The models output logits; from_logits=True applies the softmax inside the
     # loss, which is numerically safer than a softmax layer followed by a log.
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy with label smoothing, for integer labels and logits.
+
+    Keras' SparseCategoricalCrossentropy has no label smoothing, and one-hot
+    labels in the input pipeline would change every metric and dataset, so the
+    labels become smoothed one-hot vectors here, inside the loss.
+    """
+
+    def __init__(self, label_smoothing: float, reduction="sum_over_batch_size", **kwargs):
+        super().__init__(reduction=reduction, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        return keras.losses.categorical_crossentropy(
+            keras.ops.one_hot(labels, classes, dtype=y_pred.dtype),
+            y_pred,
+            from_logits=True,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def dtype_policy(mixed_precision: bool) -> str:
@@ -44,7 +92,10 @@ def dtype_policy(mixed_precision: bool) -> str:
 def optimizer_from_settings(settings: dict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """The optimizer the ``train`` params name, with its learning-rate schedule over the run."""
     learning_rate = make_learning_rate(
-        settings["learning_rate"], settings["lr_schedule"], steps_per_epoch * settings["epochs"]
+        settings["learning_rate"],
+        settings["lr_schedule"],
+        steps_per_epoch * settings["epochs"],
+        warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch),
     )
     optimizer = make_optimizer(settings["optimizer"], learning_rate)
     if settings["mixed_precision"]:

@@ -49,6 +49,7 @@ def train_from_params(
             settings["shuffle_buffer"],
             seed,
             settings["augment"],
+            settings["shift_pixels"],
         )
         train_dataset, val_dataset = shard_by_data(train_dataset), shard_by_data(val_dataset)
         model = build_model(
@@ -72,6 +73,7 @@ def train_from_params(
                 callbacks=[*callbacks, *start.callbacks],
                 jit_compile=settings["jit_compile"],
                 initial_epoch=start.epochs_done,
+                label_smoothing=settings["label_smoothing"],
             )
             history = {key: [*history[key], *new_history[key]] for key in HISTORY_KEYS}
     return model, history
