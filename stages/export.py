@@ -10,6 +10,7 @@ from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
 from mnistpipe.inputs import read_json_object
+from mnistpipe.live import last_epoch_figures
 from mnistpipe.model_card import model_card
 from mnistpipe.models import load_model, with_test_time_augmentation
 from mnistpipe.params import load_params
@@ -56,7 +57,10 @@ def main() -> str:
                 model_card(
                     spec,
                     params,
-                    read_json_object(paths.TRAIN_METRICS, "train"),
+                    {
+                        **read_json_object(paths.TRAIN_METRICS, "train"),
+                        **last_epoch_figures(paths.LIVE_METRICS),
+                    },
                     read_json_object(paths.EVALUATE_METRICS, "evaluate"),
                     read_json_object(paths.CLASS_METRICS, "evaluate"),
                     read_json_object(paths.LINEAGE, "train"),

@@ -8,8 +8,9 @@ from mnistpipe import paths
 from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
-from mnistpipe.files import atomic_path, write_csv, write_json
+from mnistpipe.files import atomic_path, write_json
 from mnistpipe.lineage import lineage, weights_sha256
+from mnistpipe.live import open_live
 from mnistpipe.models import save_model
 from mnistpipe.params import load_params
 from mnistpipe.seeding import seed_everything
@@ -27,7 +28,9 @@ def main() -> str:
     val_split = load_examples(paths.PREPARED, "val")
     started = time.perf_counter()
     # Saved at every epoch end: a run killed part way resumes where it stopped.
-    with reported_worker_loss(strategy):
+    # Each epoch's figures go to dvclive as it ends (the chief's only), for
+    # `dvc exp show` and `dvc plots show` while the run is still going.
+    with reported_worker_loss(strategy), open_live(paths.LIVE, is_chief(strategy)) as live:
         model, history = train_from_params(
             settings,
             params["seed"],
@@ -35,6 +38,7 @@ def main() -> str:
             val_split,
             checkpoint_path=paths.CHECKPOINT,
             strategy=strategy,
+            live=live,
         )
     seconds = time.perf_counter() - started
     if not is_chief(strategy):
@@ -46,22 +50,10 @@ def main() -> str:
 
     with atomic_path(paths.MODEL, suffix=".keras") as temporary:
         save_model(model, temporary)
-    epochs = range(1, settings["epochs"] + 1)
-    write_csv(
-        paths.HISTORY_PLOT,
-        [
-            {
-                "epoch": epoch,
-                **{key: round(values[epoch - 1], 6) for key, values in history.items()},
-            }
-            for epoch in epochs
-        ],
-    )
-    final = {key: round(values[-1], 6) for key, values in history.items()}
+    # The last epoch's figures are dvclive's (dvclive/metrics.json); these are the run's own.
     write_json(
         paths.TRAIN_METRICS,
         {
-            **final,
             "best_val_accuracy": round(max(history["val_accuracy"]), 6),
             "epochs": settings["epochs"],
             "parameters": model.count_params(),
@@ -79,7 +71,7 @@ def main() -> str:
     # Every output is written; a rerun (dvc repro -f) should train from scratch.
     paths.CHECKPOINT.unlink(missing_ok=True)
     return (
-        f"train: {settings['model']} val_accuracy {final['val_accuracy']:.4f}, "
+        f"train: {settings['model']} val_accuracy {history['val_accuracy'][-1]:.4f}, "
         f"wrote {paths.MODEL} and {paths.TRAIN_METRICS}, {images / seconds:.0f} images/s"
     )
 

@@ -1,6 +1,7 @@
 """The real `dvc repro` in a temporary copy of the repository, on a slice of real Fashion-MNIST."""
 
 import csv
+import http.server
 import json
 import os
 import re
@@ -8,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +30,7 @@ PROJECT_FILES = (
     "stages",
     "src",
     ".dvc/config",
+    "plots/page_template.html",
     ".dvcignore",
     "Makefile",
     ".gitignore",
@@ -91,8 +94,8 @@ def test_a_full_repro_runs_every_stage_and_writes_the_metrics(project):
     root, first_run = project
     for stage in ("download", "preprocess", "train", "evaluate", "export"):
         assert f"Running stage '{stage}'" in first_run
-    train = json.loads((root / "metrics/train.json").read_text())
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(train)
+    live = json.loads((root / "dvclive/metrics.json").read_text())
+    assert {"loss", "accuracy"} <= set(live["train"]) and {"loss", "accuracy"} <= set(live["eval"])
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
     assert {"loss", "accuracy", "macro_avg", "per_class"} <= set(evaluate)
     assert set(evaluate["per_class"]["Ankle boot"]) == {"precision", "recall", "f1", "support"}
@@ -219,7 +222,15 @@ def test_a_train_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(proje
     assert f"train: resuming from checkpoints/train.npz after epoch {epochs_done}" in output
     assert f"epoch {epochs_done + 1}/4" in output and "epoch 1/4" not in output
     assert not checkpoint.exists()
-    outputs = ("metrics/train.json", "plots/history.csv")
+    outputs = (
+        "metrics/train.json",
+        "dvclive/metrics.json",
+        *(
+            f"dvclive/plots/metrics/{split}/{figure}.tsv"
+            for split in ("train", "eval")
+            for figure in ("loss", "accuracy")
+        ),
+    )
     resumed = {name: (root / name).read_bytes() for name in outputs}
     dvc(root, "repro", "--force", "--no-run-cache", "--single-item", "train")
     for name, content in resumed.items():
@@ -274,8 +285,50 @@ def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(p
     assert len(accuracies) == 2 and accuracies == sorted(accuracies, reverse=True)
 
 
-# The three <script> tags by which DVC's page loads Vega, Vega-Lite and vega-embed.
-CDN_SCRIPT = re.compile(r'<script src="https://cdn\.jsdelivr\.net/npm/vega[^"]*"></script>')
+class _RefusingProxyHandler(http.server.BaseHTTPRequestHandler):
+    def _refuse(self):
+        self.server.requests.append(f"{self.command} {self.path}")
+        self.send_error(403)
+
+    def do_GET(self):  # noqa: N802 (the names http.server calls)
+        self._refuse()
+
+    def do_POST(self):  # noqa: N802
+        self._refuse()
+
+    def do_HEAD(self):  # noqa: N802
+        self._refuse()
+
+    def do_CONNECT(self):  # noqa: N802
+        self._refuse()
+
+    def log_message(self, *args):
+        pass
+
+
+class RefusingProxy(http.server.ThreadingHTTPServer):
+    """A proxy on 127.0.0.1 that forwards nothing: it notes each request and refuses it."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _RefusingProxyHandler)
+        self.requests: list[str] = []
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exception):
+        self.shutdown()
+        self.server_close()
+
+
+# Chromium's own calls home (component updates, network time, sign-in), made
+# whatever the page; with the proxy they fail like the page's would.
+CHROMIUM_SERVICES = re.compile(
+    r"^\S+ (https?://)?[^/]*\b(google\.com|googleapis\.com|gvt1\.com)\b"
+)
 
 
 def chromium_or_skip() -> str:
@@ -287,49 +340,47 @@ def chromium_or_skip() -> str:
     return chromium
 
 
-def test_dvc_plots_show_draws_every_plot_in_headless_chromium(project):
-    import vl_convert
-
+def test_dvc_plots_show_draws_every_plot_in_headless_chromium_with_no_network(project):
     chromium = chromium_or_skip()
     root, _ = project
     restore_committed_run(root)
     dvc(root, "plots", "show")
-    page = (root / "dvc_plots" / "index.html").read_text()
-    assert len(CDN_SCRIPT.findall(page)) == 3
-    # These machines cannot reach the CDN: serve the same libraries from a file.
-    (root / "dvc_plots" / "vega-bundle.js").write_text(vl_convert.javascript_bundle())
-    offline = CDN_SCRIPT.sub("", page).replace(
-        "<head>", '<head>\n    <script src="vega-bundle.js"></script>', 1
-    )
-    offline_page = root / "dvc_plots" / "offline.html"
-    offline_page.write_text(offline)
+    # The page as DVC writes it from the repository's template (.dvc/config).
+    page_path = root / "dvc_plots" / "index.html"
+    page = page_path.read_text()
+    assert re.findall(r"<script[^>]*\bsrc=", page) == []
 
-    result = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-            offline_page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    # The network is cut: every request, to loopback too, goes to a proxy that refuses it.
+    with RefusingProxy() as proxy:
+        result = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}",
+                "--proxy-bypass-list=<-loopback>",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                page_path.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     rendered = result.stdout
     assert result.returncode == 0, result.stderr[-3000:]
-    # Every Vega-Lite plot (accuracy, loss, confusion matrix) drew its marks.
-    vega_plots = offline.count("vegaEmbed(")
-    assert vega_plots == 3
-    assert rendered.count('class="marks"') == vega_plots, rendered[:3000]
+    assert [request for request in proxy.requests if not CHROMIUM_SERVICES.match(request)] == []
+    # Every Vega-Lite plot on the page drew its marks.
+    vega_plots = page.count("vegaEmbed(")
+    assert vega_plots >= 1
+    assert rendered.count('class="marks"') == vega_plots, rendered[-3000:]
     assert "Uncaught" not in result.stderr, result.stderr[-3000:]
-    # The evaluate stage's two pictures are on the page, as image files DVC copied.
-    images = re.findall(r'<img src="([^"]+)"', rendered)
-    assert len(images) == 2, images
+    # Every picture is on the page, as an image file DVC copied beside it.
+    images = re.findall(r'<img src="([^"$]+)"', rendered)
+    assert images
     for source in images:
         assert (root / "dvc_plots" / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -360,3 +411,64 @@ def test_every_stage_ends_with_a_one_line_summary_and_logs_have_no_carriage_retu
         assert len(summaries) == 1, f"{stage}: {summaries}"
         assert re.search(r"\(\d+\.\d s\)$", summaries[0]), summaries[0]
     assert re.search(r"^epoch 1/1: loss \d", first_run, re.MULTILINE)
+
+
+def training_process(root: Path) -> int | None:
+    """The pid of the train stage running in ``root``, if one is."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"stages/train.py" in command and (entry / "cwd").resolve() == root.resolve():
+                return int(entry.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def test_dvc_exp_show_reads_dvclive_metrics_while_training_runs_and_at_the_end(project):
+    root, _ = project
+    live_metrics = root / "dvclive" / "metrics.json"
+    experiment = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "train.epochs=3", "-n", "live-3"],
+        cwd=root,
+        env=command_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pid = None
+    try:
+        deadline = time.monotonic() + 300
+        # DVC removes the stage's outputs before it runs it: the first metrics.json
+        # that appears with the train stage running is this run's epoch 1.
+        while time.monotonic() < deadline:
+            pid = pid or training_process(root)
+            if pid and live_metrics.exists() and '"step": 0' in live_metrics.read_text():
+                break
+            assert experiment.poll() is None, experiment.stdout.read()
+            time.sleep(0.2)
+        # Held still after epoch 1, so that what dvc reads is the running experiment's.
+        os.kill(pid, signal.SIGSTOP)
+        shown = json.loads(dvc(root, "exp", "show", "--json"))
+        os.kill(pid, signal.SIGCONT)
+        workspace = shown[0]
+        assert workspace["rev"] == "workspace"
+        running = workspace["data"]["metrics"]["dvclive/metrics.json"]["data"]
+        assert running["step"] == 0 and set(running) == {"train", "eval", "step"}
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        output, _ = experiment.communicate(timeout=600)
+    assert experiment.returncode == 0, output
+    assert "epoch 3/3" in output
+    # dvclive wrote no dvc.yaml entries of its own: the stage edits no tracked file.
+    assert run(root, "git", "diff", "--stat", "HEAD", "--", "dvc.yaml").stdout == ""
+    shown = json.loads(dvc(root, "exp", "show", "--json"))
+    (saved,) = [
+        experiment
+        for row in shown
+        for experiment in row.get("experiments") or []
+        if experiment.get("name") == "live-3"
+    ]
+    final = saved["revs"][0]["data"]["metrics"]["dvclive/metrics.json"]["data"]
+    assert final["step"] == 2 and 0 < final["eval"]["accuracy"] <= 1

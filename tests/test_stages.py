@@ -30,16 +30,21 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
 
     run_stage_main("train")
     train_metrics = json.loads(paths.TRAIN_METRICS.read_text())
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epochs"} <= set(train_metrics)
+    assert set(train_metrics) == {"best_val_accuracy", "epochs", "parameters"}
     # Hashes and versions would flood `dvc metrics show`: they have a file of their own.
     assert "lineage" not in train_metrics
     lineage = json.loads(paths.LINEAGE.read_text())
     assert lineage["environment_lock_sha256"] == sha256_of_file(REPOSITORY / "uv.lock")
-    assert (
-        paths.HISTORY_PLOT.read_text().splitlines()[0]
-        == "epoch,loss,accuracy,val_loss,val_accuracy"
-    )
-    assert len(paths.HISTORY_PLOT.read_text().splitlines()) == 3
+    # dvclive's log: the last epoch's figures, and a row an epoch for each curve.
+    live_metrics = json.loads(paths.LIVE_METRICS.read_text())
+    assert set(live_metrics) == {"train", "eval", "step"} and live_metrics["step"] == 1
+    assert set(live_metrics["eval"]) == {"loss", "accuracy"}
+    for split in ("train", "eval"):
+        for figure in ("loss", "accuracy"):
+            rows = (paths.LIVE / "plots/metrics" / split / f"{figure}.tsv").read_text()
+            assert rows.splitlines()[0] == f"step\t{figure}"
+            assert [row.split("\t")[0] for row in rows.splitlines()[1:]] == ["0", "1"]
+    assert not (paths.LIVE / "dvc.yaml").exists() and not (paths.LIVE / "report.md").exists()
     assert paths.MODEL.is_file()
     # The resume point goes once the outputs are written: a forced rerun starts over.
     assert not paths.CHECKPOINT.exists()
@@ -137,9 +142,10 @@ def test_training_twice_gives_byte_identical_metrics_and_weights(project, loop):
             (
                 paths.TRAIN_METRICS.read_bytes(),
                 paths.EVALUATE_METRICS.read_bytes(),
-                paths.HISTORY_PLOT.read_bytes(),
+                paths.LIVE_METRICS.read_bytes(),
                 paths.LINEAGE.read_bytes(),
                 paths.CLASS_METRICS.read_bytes(),
+                *(path.read_bytes() for path in sorted(paths.LIVE.rglob("*.tsv"))),
             )
         )
     assert runs[0] == runs[1]

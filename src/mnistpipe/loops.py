@@ -9,6 +9,9 @@ import time
 
 import keras
 import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+from dvclive.utils import standardize_metric_name
 
 from mnistpipe.errors import PipelineError
 from mnistpipe.recipe import make_loss
@@ -62,6 +65,7 @@ def train_with_fit(
     jit_compile=False,
     initial_epoch=0,
     label_smoothing=0.0,
+    live: Live | None = None,
 ) -> dict:
     # Keras turns XLA on by itself only when a GPU is visible; on CPU it did not
     # speed these models up (bench/), so the choice is the params' and explicit.
@@ -79,7 +83,13 @@ def train_with_fit(
         # The dataset is already shuffled with a seed; Keras would only warn.
         shuffle=False,
         verbose=0,
-        callbacks=[_StopOnNonFiniteLoss(), _EpochLine(epochs), *callbacks],
+        callbacks=[
+            _StopOnNonFiniteLoss(),
+            _EpochLine(epochs),
+            *callbacks,
+            # dvclive's own callback: each epoch's logs, as dvclive names them.
+            *([DVCLiveCallback(live=live)] if live is not None else []),
+        ],
     )
     return {key: [float(value) for value in history.history[key]] for key in HISTORY_KEYS}
 
@@ -94,6 +104,7 @@ def train_with_custom_loop(
     jit_compile=False,
     initial_epoch=0,
     label_smoothing=0.0,
+    live: Live | None = None,
 ) -> dict:
     """The quickstart's loop: tf.function train and test steps around a GradientTape.
 
@@ -163,15 +174,33 @@ def train_with_custom_loop(
         logs = {metric.name: float(metric.result()) for metric in metrics}
         _check_finite(epoch, logs)
         callback_list.on_epoch_end(epoch, logs)
+        if live is not None:
+            log_epoch(live, logs)
         for key in HISTORY_KEYS:
             history[key].append(logs[key])
+    if live is not None:
+        live.end()
     return history
+
+
+def log_epoch(live: Live, logs: dict) -> None:
+    """One epoch's figures into dvclive, named as its Keras callback names them, and the next step.
+
+    Both loops then write the same files: dvclive/metrics.json (the last
+    epoch's figures) and one dvclive/plots/metrics/{train,eval}/*.tsv a figure.
+    """
+    # In the order of model.fit's logs (sorted), so that an epoch logged by either
+    # loop, or replayed from a checkpoint, writes the same bytes.
+    for key in sorted(HISTORY_KEYS):
+        live.log_metric(standardize_metric_name(key, "dvclive.keras"), logs[key])
+    live.next_step()
 
 
 def train(model, optimizer, loop: str, train_dataset, val_dataset, epochs: int, **options) -> dict:
     """Train with the ``loop`` the params name ("fit" or "custom").
 
-    ``options`` are callbacks, jit_compile and initial_epoch.
+    ``options`` are callbacks, jit_compile, initial_epoch and live (a dvclive
+    Live that logs every epoch as it ends).
     """
     return LOOPS[loop](model, optimizer, train_dataset, val_dataset, epochs, **options)
 

@@ -27,7 +27,10 @@ EXPORT_METRICS = METRICS / "export.json"
 CLASS_METRICS = METRICS / "classes.json"
 LINEAGE = METRICS / "lineage.json"
 TRAIN_TIMING = Path("logs/train_timing.json")
-HISTORY_PLOT = Path("plots/history.csv")
+# dvclive's log of the train stage: its metrics.json holds the last epoch's figures, and
+# plots/metrics/{train,eval}/*.tsv one row an epoch, written as each epoch ends.
+LIVE = Path("dvclive")
+LIVE_METRICS = LIVE / "metrics.json"
 PREDICTIONS_PLOT = Path("plots/predictions.csv")
 CONFUSION_MATRIX_IMAGE = Path("plots/images/confusion_matrix.png")
 MISCLASSIFIED_IMAGE = Path("plots/images/misclassified.png")

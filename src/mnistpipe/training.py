@@ -12,7 +12,7 @@ from mnistpipe.checkpoint import Checkpoint, fingerprint
 from mnistpipe.data import Examples
 from mnistpipe.distribute import shard_by_data
 from mnistpipe.input_pipeline import as_examples, make_datasets, skip_epochs
-from mnistpipe.loops import HISTORY_KEYS, ITERATORS_PER_EPOCH, train
+from mnistpipe.loops import HISTORY_KEYS, ITERATORS_PER_EPOCH, log_epoch, train
 from mnistpipe.models import build_model
 from mnistpipe.recipe import dtype_policy, optimizer_from_settings
 
@@ -25,6 +25,7 @@ def train_from_params(
     callbacks=(),
     checkpoint_path=None,
     strategy=None,
+    live=None,
 ):
     """Build what the params' ``train`` section names, train it, return (model, history).
 
@@ -38,6 +39,9 @@ def train_from_params(
     run killed part way resumes from its last finished epoch; with deterministic
     settings it then ends with the same weights as a run never interrupted.
     ``strategy`` (distribute.make_strategy) spreads training over its replicas.
+    ``live``, a dvclive Live, logs every epoch as it ends; a resumed run first
+    logs the checkpoint's epochs again, so its dvclive files end as an
+    uninterrupted run's.
     """
     train_split, val_split = as_examples(train_split), as_examples(val_split)
     strategy = strategy or tf.distribute.get_strategy()
@@ -62,6 +66,12 @@ def train_from_params(
         )
         skip_epochs(train_dataset, start.epochs_done * ITERATORS_PER_EPOCH[settings["loop"]])
         history = start.history
+        if live is not None:
+            # Replayed from the checkpoint rather than with dvclive's resume=True:
+            # a kill between dvclive's step and the checkpoint's save would
+            # otherwise leave one epoch logged twice.
+            for epoch in range(start.epochs_done):
+                log_epoch(live, {key: values[epoch] for key, values in history.items()})
         if start.epochs_done < settings["epochs"]:
             new_history = train(
                 model,
@@ -74,6 +84,7 @@ def train_from_params(
                 jit_compile=settings["jit_compile"],
                 initial_epoch=start.epochs_done,
                 label_smoothing=settings["label_smoothing"],
+                live=live,
             )
             history = {key: [*history[key], *new_history[key]] for key in HISTORY_KEYS}
     return model, history
