@@ -42,8 +42,8 @@ def main() -> str:
             "max_probability_difference": figures["max_probability_difference"],
             "parity_tolerance": PARITY_TOLERANCE,
             "exported_accuracy": round(accuracy, 6),
-            # In MiB to two places: the graph's bytes vary by a few between identical
-            # exports (generated function names), and metrics must not.
+            # In MiB to two places, the size a reader wants; the bytes themselves are
+            # the same at every export of one model (serving.export_saved_model).
             "saved_model_mib": round(directory_size_bytes(saved_model) / 2**20, 2),
             "test_examples": len(test_labels),
         }
