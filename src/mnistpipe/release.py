@@ -122,7 +122,9 @@ def register(name: str, version: str, stage: str | None) -> list[str]:
         result = _run(*command)
         if result.returncode != 0:
             last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
-            raise PipelineError(f"{' '.join(command[1:3])} failed: {' '.join(last)}")
+            # GTO marks its errors with an emoji; the project's line says "error:" already.
+            reason = " ".join(last).removeprefix("❌").strip()
+            raise PipelineError(f"gto {' '.join(command[1:3])} failed: {reason}")
         printed += result.stdout.strip().splitlines()
     return printed
 
