@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from mnistpipe import paths
+from mnistpipe.checkpoint import how_to_resume
 from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
@@ -77,4 +78,5 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    # Interrupted, it says how many epochs its checkpoint holds for the rerun to resume from.
+    run_stage(main, how_to_go_on=lambda: how_to_resume(paths.CHECKPOINT))

@@ -63,7 +63,12 @@ def test_each_stage_lists_its_script_and_every_shared_module_it_imports(stages, 
 def test_metrics_are_kept_in_git_and_declared_at_the_top_level(stages):
     document = yaml.safe_load((REPOSITORY / "dvc.yaml").read_text())
     metrics = set(document["metrics"])
-    assert metrics == {"metrics/train.json", "metrics/evaluate.json", "metrics/export.json"}
+    assert metrics == {
+        "dvclive/metrics.json",
+        "metrics/train.json",
+        "metrics/evaluate.json",
+        "metrics/export.json",
+    }
     for stage in stages.values():
         for out in stage["outs"]:
             if isinstance(out, dict) and next(iter(out)) in metrics:

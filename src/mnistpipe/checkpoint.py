@@ -60,6 +60,14 @@ def epochs_saved(path: str | Path) -> int:
         return 0
 
 
+def how_to_resume(path: str | Path) -> str:
+    """What an interrupted train stage says: the epochs ``path`` holds, and how to go on."""
+    epochs = epochs_saved(path)
+    if epochs:
+        return f"after epoch {epochs}; run dvc repro again to resume (from {path})"
+    return "before the first epoch ended; run dvc repro again to train from the start"
+
+
 class Checkpoint:
     """The checkpoint file of one training run, identified by its fingerprint."""
 

@@ -13,13 +13,14 @@ class PipelineError(Exception):
     """
 
 
-def run_stage(main: Callable[[], str]) -> None:
+def run_stage(main: Callable[[], str], how_to_go_on: Callable[[], str] | None = None) -> None:
     """Run a stage's ``main()`` and turn its outcome into a one-line report and an exit code.
 
     ``main`` returns a one-line summary of what it wrote. A ``PipelineError``
     becomes ``error: ...`` on stderr and exit status 1. Ctrl-C (SIGINT) or
     SIGTERM becomes one line saying where the stage stopped and how to go on,
-    and exit status 130 or 143. Anything else is a bug and keeps its traceback.
+    and exit status 130 or 143 (``how_to_go_on``, if given, says how, else the
+    stage's generic words). Anything else is a bug and keeps its traceback.
     """
     # Imported here: interrupts needs paths, and errors is imported by everything.
     from mnistpipe import interrupts
@@ -33,6 +34,7 @@ def run_stage(main: Callable[[], str]) -> None:
         raise SystemExit(1) from None
     except KeyboardInterrupt as interruption:
         stage = interrupts.stage_name(main)
-        status = interrupts.report(stage, interruption, interrupts.how_to_go_on(stage))
+        next_step = how_to_go_on() if how_to_go_on else interrupts.how_to_go_on(stage)
+        status = interrupts.report(stage, interruption, next_step)
         raise SystemExit(status) from None
     print(f"{summary} ({time.perf_counter() - started:.1f} s)", flush=True)

@@ -82,22 +82,17 @@ def stage_name(main: Callable) -> str:
 
 
 def how_to_go_on(stage: str) -> str:
-    """What was done when ``stage`` was interrupted, and what to run next."""
-    if stage == "train":
-        # Imported here: only the train stage has a checkpoint, and only it pays
-        # for reading one (Keras is loaded already by then).
-        from mnistpipe.checkpoint import epochs_saved
+    """What was done when ``stage`` was interrupted, and what to run next.
 
-        epochs = epochs_saved(paths.CHECKPOINT)
-        if epochs:
-            return f"after epoch {epochs}; run dvc repro again to resume (from {paths.CHECKPOINT})"
-        return "before the first epoch ended; run dvc repro again to train from the start"
+    The train stage says more (the epochs its checkpoint holds): it passes its
+    own words to errors.run_stage.
+    """
     if stage == "download":
         return (
             f"; no file in {paths.RAW}/ is half written (each appears once verified); "
             "run dvc repro again to fetch the rest"
         )
-    if stage in ("preprocess", "evaluate", "export"):
+    if stage in ("preprocess", "train", "evaluate", "export"):
         return (
             "; its outputs are the previous ones or none, none half written; run dvc repro again"
         )
