@@ -97,12 +97,15 @@ def test_a_full_repro_runs_every_stage_and_writes_the_metrics(project):
     live = json.loads((root / "dvclive/metrics.json").read_text())
     assert {"loss", "accuracy"} <= set(live["train"]) and {"loss", "accuracy"} <= set(live["eval"])
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
-    assert {"loss", "accuracy", "macro_avg", "per_class"} <= set(evaluate)
-    assert set(evaluate["per_class"]["Ankle boot"]) == {"precision", "recall", "f1", "support"}
+    assert {"loss", "accuracy", "macro_avg", "meets_min_accuracy", "min_accuracy"} <= set(evaluate)
+    per_class = json.loads((root / "metrics/classes.json").read_text())["per_class"]
+    assert set(per_class["Ankle boot"]) == {"precision", "recall", "f1", "support"}
     export = json.loads((root / "metrics/export.json").read_text())
     assert export["argmax_disagreements"] == 0 and export["max_probability_difference"] <= 1e-5
-    shown = json.loads(dvc(root, "metrics", "show", "--json"))
-    assert "metrics/evaluate.json" in json.dumps(shown)
+    shown = json.dumps(json.loads(dvc(root, "metrics", "show", "--json")))
+    assert "metrics/evaluate.json" in shown and "meets_min_accuracy" in shown
+    # A table a person can read: no per-class columns, no lineage hashes.
+    assert "Ankle boot" not in shown and "weights_sha256" not in shown
 
 
 def test_a_second_repro_runs_no_stage(project):
@@ -119,8 +122,8 @@ def test_a_forced_rerun_gives_byte_identical_metrics_and_weights(project):
     assert "Running stage 'train'" in output
     for name in METRICS_FILES:
         assert (root / name).read_bytes() == before[name], f"{name} changed between reruns"
-    # train.json carries the SHA-256 of the trained weights, so equal bytes mean equal weights.
-    assert json.loads(before["metrics/train.json"])["lineage"]["weights_sha256"]
+    # lineage.json carries the SHA-256 of the trained weights: equal bytes mean equal weights.
+    assert json.loads((root / "metrics/lineage.json").read_text())["weights_sha256"]
 
 
 def test_changing_the_gate_reruns_evaluate_but_not_train(project):
@@ -151,11 +154,18 @@ def test_ci_report_fails_when_the_gate_fails(project):
     root, _ = project
     # A learning rate this small leaves the model near chance: accuracy drops far.
     set_params(root, "train", learning_rate=1e-7)
+    set_params(root, "evaluate", min_accuracy=0.5)
     set_params(root, "gate", tolerances={"evaluate.accuracy": 0.005})
     result = run(root, "make", "--no-print-directory", "ci-report", "BASE=HEAD", check=False)
     assert result.returncode != 0
+    # The bar judges, it does not block: every stage ran, and the gate refused the model.
+    assert "Running stage 'export'" in result.stdout
     assert "**FAIL**" in result.stdout
     assert "gate failed: evaluate.accuracy" in result.stderr
+    assert re.search(
+        r"gate failed: test accuracy 0\.\d{4} is below evaluate.min_accuracy 0\.5000",
+        result.stderr,
+    )
 
 
 def restore_committed_run(root: Path) -> None:
