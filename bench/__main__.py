@@ -4,57 +4,216 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import yaml
+
 import bench
-from bench.comparison import QUICKSTART_PARAMS, compare_training, summarize_training
-from bench.pipeline_timing import copy_project, run_pipeline
+from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
+from bench.pipeline_timing import copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
-from bench.serving import measure_serving
+from bench.scaling import FACTORS, measure_scaling
+from bench.seeds import stage_run, summarize_seeds, train_more_seeds
+from bench.serving import measure_model_serving, measure_serving
+from bench.test_time_augmentation import measure_test_time_augmentation
+
+# The parts of a run, in the order they run; --only picks some.
+# pipeline: every stage as dvc repro runs it, and the export's serving speed;
+# seeds: the default trained with more seeds; tta: test-time augmentation on the
+# default model; training, preset, bf16: the training arms (bench/comparison.py);
+# scaling: cost at 1x, 4x, 10x the training set.
+PARTS = ("pipeline", "tta", *ARMS_OF_PART, "scaling", "seeds")
+# Parts that measure the model the pipeline's train stage wrote.
+NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
 
-def main(argv=None) -> None:
+def parse_arguments(argv):
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=bench.__doc__.split("\n")[0]
     )
     parser.add_argument("--epochs", type=int, default=5, help="the tutorial's epochs (default 5)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="seeds of the default params (default 1)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help=f"comma-separated parts (default all: {PARTS})"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="preprocess.limit: N training images only, for a smoke run (default 0: all)",
+    )
+    parser.add_argument(
+        "--train-epochs", type=int, default=0, help="train.epochs of the default (default: params)"
+    )
+    parser.add_argument(
+        "--bf16-epochs", type=int, default=3, help="epochs of the bfloat16 comparison (default 3)"
+    )
+    parser.add_argument(
+        "--scaling-factors",
+        default=",".join(map(str, FACTORS)),
+        help="sizes of the scaling table, times the training set (default 1,4,10)",
+    )
+    parser.add_argument(
+        "--raw", type=Path, help="a directory of the four IDX files to use instead of downloading"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     arguments = parser.parse_args(argv)
-    if arguments.epochs < 4:
-        parser.error("--epochs must be at least 4: one warm-up epoch and three rounds")
+    # compare_training works inside the temporary project: paths given are from here.
+    arguments.results = arguments.results.resolve()
+    if arguments.raw is not None:
+        arguments.raw = arguments.raw.resolve()
+    arguments.parts = [part.strip() for part in arguments.only.split(",") if part.strip()]
+    unknown = sorted(set(arguments.parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--only names {', '.join(unknown)}; expected some of {', '.join(PARTS)}")
+    if arguments.epochs < 2:
+        parser.error("--epochs must be at least 2: one warm-up epoch and one round")
+    if arguments.bf16_epochs < 2:
+        parser.error("--bf16-epochs must be at least 2: one warm-up epoch and one round")
+    if arguments.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    try:
+        arguments.factors = [int(factor) for factor in arguments.scaling_factors.split(",")]
+    except ValueError:
+        parser.error(f"--scaling-factors is {arguments.scaling_factors!r}; expected e.g. 1,4,10")
+    if sorted(arguments.factors) != arguments.factors or min(arguments.factors) < 1:
+        parser.error("--scaling-factors must be increasing whole numbers from 1 up")
+    return arguments
 
-    from mnistpipe.files import write_json
 
+def main(argv=None) -> None:
+    arguments = parse_arguments(argv)
+    parts = arguments.parts
     root = Path(tempfile.mkdtemp(prefix="mnistpipe-bench-"))
+    results = {"cpu_model": cpu_model(), "bench_parts": parts, "part_seconds": {}}
+
+    def timed(part, function, *args, **options):
+        started = time.perf_counter()
+        figures = function(*args, **options)
+        results["part_seconds"][part] = time.perf_counter() - started
+        print(f"bench: {part} took {results['part_seconds'][part]:.0f} s", flush=True)
+        return figures
+
     try:
         copy_project(root)
-        pipeline = run_pipeline(root)
-        training = summarize_training(compare_training(root, arguments.epochs))
-        serving = measure_serving(root)
-        evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
-        results = {
-            "cpu_model": cpu_model(),
-            "default_test_accuracy": evaluation["accuracy"],
-            "default_train_seconds": pipeline["seconds"]["train"],
-            "noop_repro_seconds": statistics.median(pipeline["noop_repro_seconds"]),
-            "preprocess_seconds": pipeline["seconds"]["preprocess"],
-            "evaluate_export_seconds": pipeline["seconds"]["evaluate"]
-            + pipeline["seconds"]["export"],
-            "train_peak_rss_mb": pipeline["peak_mb"]["train"],
-            "stage_seconds": pipeline["seconds"],
-            "stage_peak_rss_mb": pipeline["peak_mb"],
-            "quickstart_params": QUICKSTART_PARAMS,
-            **training,
-            **serving,
-        }
-        write_json(RESULTS, rounded(results))
-        report(results)
+        set_up_project(root, arguments)
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        if NEEDS_TRAINED_MODEL & set(parts):
+            results.update(timed("pipeline", pipeline_figures, root, arguments.raw is not None))
+            save(results, arguments.results)
+        else:
+            prepare_data(root, arguments.raw is not None)
+        if "tta" in parts:
+            results.update(timed("tta", measure_test_time_augmentation, root))
+            save(results, arguments.results)
+        arm_parts = [part for part in parts if part in ARMS_OF_PART]
+        if arm_parts:
+            training = timed(
+                "training arms",
+                compare_training,
+                root,
+                arguments.epochs,
+                arm_parts,
+                arguments.bf16_epochs,
+            )
+            results.update(summarize_training(training))
+            if "bf16" in arm_parts:
+                results.update(
+                    {
+                        f"bf16_{key}": value
+                        for key, value in measure_model_serving(
+                            training["arms"]["bfloat16"].model,
+                            root / "bench-exports" / "bfloat16" / "saved_model",
+                            root / "data" / "raw",
+                        ).items()
+                    }
+                )
+            save(results, arguments.results)
+        if "scaling" in parts:
+            results["scaling"] = timed(
+                "scaling",
+                measure_scaling,
+                root / "data" / "raw",
+                root,
+                arguments.factors,
+                arguments.limit,
+            )
+            save(results, arguments.results)
+        if "seeds" in parts or "pipeline" in parts:
+            runs = [stage_run(root, params["seed"], results["stage_seconds"]["train"])]
+            if arguments.seeds > 1:
+                runs += timed("seeds", train_more_seeds, root, params["seed"], arguments.seeds)
+            results.update(summarize_seeds(runs, results.get("tutorial_seconds")))
+        save(results, arguments.results)
+        report(results, arguments.results)
     finally:
         if arguments.keep:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def set_up_project(root: Path, arguments) -> None:
+    """The temporary project's params for this run, and its raw data if given."""
+    params_path = root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["preprocess"]["limit"] = arguments.limit
+    if arguments.train_epochs:
+        params["train"]["epochs"] = arguments.train_epochs
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    if arguments.raw is not None:
+        shutil.copytree(arguments.raw, root / "data" / "raw")
+
+
+def prepare_data(root: Path, have_raw: bool) -> None:
+    """Download (unless given) and preprocess only: what the training arms and scaling need."""
+    if not have_raw:
+        timed_process([sys.executable, "stages/download.py"], root)
+    # In this process: the data is all these parts need, and a stage process
+    # would cost one more TensorFlow start.
+    from mnistpipe.data import prepare
+    from mnistpipe.params import load_params
+
+    params = load_params(root / "params.yaml")
+    prepare(
+        root / "data" / "raw",
+        root / "data" / "prepared",
+        val_split=params["preprocess"]["val_split"],
+        limit=params["preprocess"]["limit"],
+        seed=params["seed"],
+        storage_format=params["preprocess"]["format"],
+        shard_size=params["preprocess"]["shard_size"],
+    )
+
+
+def pipeline_figures(root: Path, have_raw: bool) -> dict:
+    pipeline = run_pipeline(root, skip=("download",) if have_raw else ())
+    serving = measure_serving(root / "models" / "export" / "saved_model", root / "data" / "raw")
+    evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
+    return {
+        "default_test_accuracy": evaluation["accuracy"],
+        "default_train_seconds": pipeline["seconds"]["train"],
+        "noop_repro_seconds": statistics.median(pipeline["noop_repro_seconds"]),
+        "preprocess_seconds": pipeline["seconds"]["preprocess"],
+        "evaluate_export_seconds": pipeline["seconds"]["evaluate"] + pipeline["seconds"]["export"],
+        "train_peak_rss_mb": pipeline["peak_mb"]["train"],
+        "stage_seconds": pipeline["seconds"],
+        "stage_peak_rss_mb": pipeline["peak_mb"],
+        **serving,
+    }
+
+
+def save(results: dict, path: Path) -> None:
+    """Written after every part, so that a run stopped half way keeps what it measured."""
+    from mnistpipe.files import write_json
+
+    write_json(path, rounded(results))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ training with some ``train`` settings (``pipeline_arm``); bench/comparison.py
 lists the arms of a run in one place.
 """
 
+import statistics
 import time
 
 from bench.turns import Turns
@@ -18,6 +19,8 @@ class Arm:
         self.turns = turns
         self.epochs: list[dict] = []
         self.error: BaseException | None = None
+        # The trained model, kept by pipeline arms for measurements after training.
+        self.model = None
 
     def record(self, seconds: float, images: int, test_accuracy: float) -> None:
         self.epochs.append({"seconds": seconds, "images": images, "test_accuracy": test_accuracy})
@@ -46,6 +49,20 @@ class Arm:
             return None
         return sum(figures["seconds"] for figures in self.epochs[:epochs])
 
+    def steady_epoch_seconds(self) -> float:
+        """The median epoch after the first; with one epoch only, that epoch."""
+        later = self.epochs[1:] or self.epochs
+        return statistics.median(figures["seconds"] for figures in later)
+
+    def warm_up_seconds(self) -> float:
+        """The first epoch's extra time over a steady one: tracing and compiling."""
+        return self.epochs[0]["seconds"] - self.steady_epoch_seconds()
+
+    def seconds_to_without_warm_up(self, accuracy: float) -> float | None:
+        """As ``seconds_to``, with the first epoch counted as a steady one."""
+        seconds = self.seconds_to(accuracy)
+        return None if seconds is None else seconds - self.warm_up_seconds()
+
 
 def tutorial_arm(arm: Arm, load_data, epochs: int, seed: int) -> None:
     import keras
@@ -66,7 +83,15 @@ def tutorial_arm(arm: Arm, load_data, epochs: int, seed: int) -> None:
         started = time.perf_counter()
 
 
-def pipeline_arm(arm: Arm, settings: dict, seed: int, splits: dict, stop) -> None:
+def pipeline_arm(
+    arm: Arm, settings: dict, seed: int, splits: dict, stop, dtype_policy: str | None = None
+) -> None:
+    """Train with ``settings`` as the train stage does, one epoch per turn.
+
+    ``dtype_policy`` (a Keras policy such as "mixed_bfloat16") builds the model
+    under that policy, which the params cannot ask for; None is the stage's own
+    path, train_from_params.
+    """
     import keras
     import tensorflow as tf
 
@@ -97,4 +122,43 @@ def pipeline_arm(arm: Arm, settings: dict, seed: int, splits: dict, stop) -> Non
                 self.model.stop_training = True
             arm.turns.done(arm.name, finished=finished)
 
-    train_from_params(settings, seed, splits["train"], splits["val"], callbacks=[Alternate()])
+    if dtype_policy is None:
+        arm.model, _ = train_from_params(
+            settings, seed, splits["train"], splits["val"], callbacks=[Alternate()]
+        )
+    else:
+        arm.model = _train_under_policy(settings, seed, splits, [Alternate()], dtype_policy)
+
+
+def _train_under_policy(settings: dict, seed: int, splits: dict, callbacks, dtype_policy: str):
+    # train_from_params's steps without a checkpoint or a strategy, with the
+    # model built under ``dtype_policy`` instead of the params' precision.
+    from mnistpipe.input_pipeline import make_datasets
+    from mnistpipe.loops import train
+    from mnistpipe.models import build_model
+    from mnistpipe.recipe import optimizer_from_settings
+
+    train_dataset, val_dataset = make_datasets(
+        splits["train"],
+        splits["val"],
+        settings["batch_size"],
+        settings["shuffle_buffer"],
+        seed,
+        settings["augment"],
+        settings["shift_pixels"],
+    )
+    model = build_model(settings["model"], settings["dropout"], dtype_policy)
+    steps_per_epoch = -(-len(splits["train"][1]) // settings["batch_size"])
+    optimizer = optimizer_from_settings(settings, steps_per_epoch)
+    train(
+        model,
+        optimizer,
+        settings["loop"],
+        train_dataset,
+        val_dataset,
+        settings["epochs"],
+        callbacks=callbacks,
+        jit_compile=settings["jit_compile"],
+        label_smoothing=settings["label_smoothing"],
+    )
+    return model

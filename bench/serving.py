@@ -5,15 +5,25 @@ import time
 from pathlib import Path
 
 
-def measure_serving(root: Path, batch_size: int = 1000, rounds: int = 5) -> dict:
+def measure_model_serving(model, directory: Path, raw_directory: Path) -> dict:
+    """Export ``model`` as the export stage does, to ``directory``, and measure it."""
+    from mnistpipe.serving import export_saved_model
+
+    export_saved_model(model, directory)
+    return measure_serving(directory, raw_directory)
+
+
+def measure_serving(
+    saved_model: Path, raw_directory: Path, batch_size: int = 1000, rounds: int = 5
+) -> dict:
+    """The SavedModel at ``saved_model`` on the raw test images of ``raw_directory``."""
     import numpy as np
 
-    from mnistpipe import paths
     from mnistpipe.data import read_raw
     from mnistpipe.serving import load_serving_function
 
-    serve = load_serving_function(root / paths.EXPORT / "saved_model")
-    images, _ = read_raw(root / paths.RAW, "test")
+    serve = load_serving_function(saved_model)
+    images, _ = read_raw(raw_directory, "test")
     batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
     serve(batches[0])  # Warm-up: the first call traces.
     rates = []
