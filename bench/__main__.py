@@ -48,7 +48,11 @@ def parse_arguments(argv):
         help="preprocess.limit: N training images only, for a smoke run (default 0: all)",
     )
     parser.add_argument(
-        "--train-epochs", type=int, default=0, help="train.epochs of the default (default: params)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change a param of the measured project (as dvc exp run -S), e.g. train.epochs=2",
     )
     parser.add_argument(
         "--bf16-epochs", type=int, default=3, help="epochs of the bfloat16 comparison (default 3)"
@@ -164,8 +168,12 @@ def set_up_project(root: Path, arguments) -> None:
     params_path = root / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["preprocess"]["limit"] = arguments.limit
-    if arguments.train_epochs:
-        params["train"]["epochs"] = arguments.train_epochs
+    for change in arguments.set:
+        key, _, value = change.partition("=")
+        section, _, name = key.partition(".")
+        if not name or section not in params or name not in params[section]:
+            sys.exit(f"error: --set {change}: expected SECTION.KEY=VALUE, a key of params.yaml")
+        params[section][name] = yaml.safe_load(value)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     if arguments.raw is not None:
         shutil.copytree(arguments.raw, root / "data" / "raw")

@@ -166,7 +166,7 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             f"  {'factor':>6} {'images':>9} {'preprocess s':>12} {'MB':>6} "
             f"{'train epoch s':>13} {'MB':>6}"
         )
-        for row in results["scaling"]["rows"]:
+        for row in results["scaling"].get("rows", []):
             print(
                 f"  {row['factor']:>5}x {row['training_images']:>9} "
                 f"{row['preprocess_seconds']:>12.1f} {row['preprocess_peak_rss_mb']:>6.0f} "
