@@ -28,7 +28,13 @@ import tensorflow as tf
 from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
-from mnistpipe.idx import read_pair
+from mnistpipe.idx import (
+    GZIP_MAGIC,
+    IMAGES_MAGIC,
+    parse_idx_header,
+    read_labels,
+    read_pair,
+)
 from mnistpipe.params import FORMATS
 
 SPLITS = ("train", "val", "test")
@@ -63,7 +69,12 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
     Returns ``(train_images, train_labels, val_images, val_labels)``; both parts
     keep the original order of the examples they hold.
     """
-    count = len(images)
+    is_val = validation_mask(len(images), fraction, seed)
+    return images[~is_val], labels[~is_val], images[is_val], labels[is_val]
+
+
+def validation_mask(count: int, fraction: float, seed: int) -> np.ndarray:
+    """True for the seeded random ``fraction`` of ``count`` examples held out for validation."""
     val_count = int(round(count * fraction))
     if not 0 < val_count < count:
         raise PipelineError(
@@ -72,7 +83,7 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
         )
     is_val = np.zeros(count, dtype=bool)
     is_val[np.random.default_rng(seed).permutation(count)[:val_count]] = True
-    return images[~is_val], labels[~is_val], images[is_val], labels[is_val]
+    return is_val
 
 
 def prepare(
@@ -94,6 +105,11 @@ def prepare(
         raise PipelineError(
             f"preprocess.format is {storage_format!r}; expected one of: {', '.join(FORMATS)}"
         )
+    if storage_format == "tfrecord":
+        with atomic_directory(output_directory) as directory:
+            return _prepare_tfrecords(
+                Path(raw_directory), directory, val_split, limit, seed, shard_size
+            )
     train_images, train_labels = read_raw(raw_directory, "train")
     test_images, test_labels = read_raw(raw_directory, "test")
     if limit > len(train_labels):
@@ -115,40 +131,156 @@ def prepare(
     }
     # One directory swap: switching formats leaves no file of the other behind.
     with atomic_directory(output_directory) as directory:
-        if storage_format == "npy":
-            for split, (images, labels) in arrays.items():
-                save_array(directory / f"{split}_images.npy", scale_images(images))
-                save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
-        else:
-            write_tfrecords(directory, arrays, shard_size)
+        for split, (images, labels) in arrays.items():
+            save_array(directory / f"{split}_images.npy", scale_images(images))
+            save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
     return {split: len(labels) for split, (_, labels) in arrays.items()}
+
+
+# Images read from a raw file at a time by the streamed TFRecord preprocess.
+_CHUNK_IMAGES = 10_000
+
+
+def _prepare_tfrecords(
+    raw_directory: Path, directory: Path, val_split: float, limit: int, seed: int, shard_size
+) -> dict[str, int]:
+    """prepare() for TFRecord, streamed: the raw images are read a chunk at a time.
+
+    Memory holds the labels and a chunk of images, not the training set (bench/,
+    the scaling table): example by example, in the raw files' order, each goes to
+    its split's next shard, so the shards are those write_tfrecords writes.
+    """
+    train_labels = read_labels(raw_directory / FILE_NAMES["train_labels"])
+    test_labels = read_labels(raw_directory / FILE_NAMES["test_labels"])
+    label_counts = {"train": len(train_labels), "test": len(test_labels)}
+    if limit > len(train_labels):
+        raise PipelineError(
+            f"preprocess.limit is {limit} but {raw_directory} holds {len(train_labels)} "
+            f"training examples; expected 0 (all of them) or at most {len(train_labels)}"
+        )
+    if limit:
+        train_labels, test_labels = train_labels[:limit], test_labels[: max(1, limit // 6)]
+    is_val = validation_mask(len(train_labels), val_split, seed)
+    splits = {
+        "train": int(np.sum(~is_val)),
+        "val": int(np.sum(is_val)),
+        "test": len(test_labels),
+    }
+    # Both image files are checked before any shard is written.
+    train_chunks = _image_chunks(raw_directory, "train", label_counts["train"], len(train_labels))
+    test_chunks = _image_chunks(raw_directory, "test", label_counts["test"], len(test_labels))
+    writers = {
+        split: _ShardWriter(directory, split, count, shard_size) for split, count in splits.items()
+    }
+    try:
+        for start, images in train_chunks:
+            for offset, image in enumerate(images):
+                index = start + offset
+                split = "val" if is_val[index] else "train"
+                writers[split].write(image, train_labels[index])
+        for start, images in test_chunks:
+            for offset, image in enumerate(images):
+                writers["test"].write(image, test_labels[start + offset])
+        manifest = {split: writer.close() for split, writer in writers.items()}
+    except tf.errors.OpError as error:
+        # TensorFlow reports a failed write (a full disk) as its own error,
+        # "PATH; REASON": as an OSError, atomic_directory reports it as one.
+        raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
+    _write_manifest(directory, manifest)
+    return splits
+
+
+def _image_chunks(raw_directory: Path, split: str, label_count: int, count: int):
+    """(start, uint8 images) of the first ``count`` images of a split's raw file, by chunks.
+
+    The file is checked as read_pair checks it; an uncompressed file (as the
+    download stage stores them) is then read a chunk at a time, a gzip one whole.
+    """
+    path = raw_directory / FILE_NAMES[f"{split}_images"]
+    labels_path = raw_directory / FILE_NAMES[f"{split}_labels"]
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(16)
+        size = path.stat().st_size
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror}") from None
+    if header.startswith(GZIP_MAGIC):
+        images = read_pair(path, labels_path)[0][:count]
+        return (
+            (start, images[start : start + _CHUNK_IMAGES])
+            for start in range(0, count, _CHUNK_IMAGES)
+        )
+    # The header and the file's real length: parse_idx's checks, without reading the body.
+    shape = parse_idx_header(header, str(path), IMAGES_MAGIC, size)
+    if shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise PipelineError(
+            f"{path} holds images of {shape[1]}x{shape[2]} pixels; "
+            f"expected {IMAGE_SIDE}x{IMAGE_SIDE}"
+        )
+    if shape[0] != label_count:
+        raise PipelineError(
+            f"{path} has {shape[0]} images but {labels_path} has {label_count} labels; "
+            "expected the same count"
+        )
+    return _read_chunks(path, len(header), count)
+
+
+def _read_chunks(path: Path, header_bytes: int, count: int):
+    with open(path, "rb") as stream:
+        stream.seek(header_bytes)
+        for start in range(0, count, _CHUNK_IMAGES):
+            chunk = min(_CHUNK_IMAGES, count - start)
+            pixels = np.fromfile(stream, dtype=np.uint8, count=chunk * IMAGE_SIDE * IMAGE_SIDE)
+            yield start, pixels.reshape(chunk, IMAGE_SIDE, IMAGE_SIDE)
+
+
+class _ShardWriter:
+    """One split's TFRecord shards, open together: the split's example i goes to shard i mod n."""
+
+    def __init__(self, directory: Path, split: str, count: int, shard_size: int):
+        self.directory, self.count = directory, count
+        shard_count = max(1, -(-count // shard_size))
+        self.names = [
+            f"{split}-{index:05d}-of-{shard_count:05d}.tfrecord.gz" for index in range(shard_count)
+        ]
+        options = tf.io.TFRecordOptions(compression_type=_TFRECORD_COMPRESSION)
+        self.writers = [
+            tf.io.TFRecordWriter(str(directory / name), options) for name in self.names
+        ]
+        self.written = 0
+
+    def write(self, image: np.ndarray, label) -> None:
+        # Round-robin: shard k holds examples k, k + n, k + 2n, ...
+        self.writers[self.written % len(self.writers)].write(_example(image, label))
+        self.written += 1
+
+    def close(self) -> dict:
+        """Close the shards; the split's manifest entry."""
+        for writer in self.writers:
+            writer.close()
+        # Each shard's SHA-256, so that a reader notices a damaged shard before
+        # TensorFlow fails on it half way through an epoch.
+        checksums = {name: sha256_of_file(self.directory / name) for name in self.names}
+        return {"count": self.count, "shards": self.names, "sha256": checksums}
 
 
 def write_tfrecords(directory: Path, arrays: dict, shard_size: int) -> None:
     """Each split as GZIP TFRecord shards of tf.train.Example (uint8 pixels, int64 label)."""
     manifest = {}
     for split, (images, labels) in arrays.items():
-        shard_count = max(1, -(-len(labels) // shard_size))
-        names = [
-            f"{split}-{index:05d}-of-{shard_count:05d}.tfrecord.gz" for index in range(shard_count)
-        ]
-        options = tf.io.TFRecordOptions(compression_type=_TFRECORD_COMPRESSION)
-        for index, name in enumerate(names):
-            try:
-                with tf.io.TFRecordWriter(str(directory / name), options) as writer:
-                    # Round-robin: shard k holds examples k, k + n, k + 2n, ...
-                    for image, label in zip(
-                        images[index::shard_count], labels[index::shard_count], strict=True
-                    ):
-                        writer.write(_example(image, label))
-            except tf.errors.OpError as error:
-                # TensorFlow reports a failed write (a full disk) as its own error,
-                # "PATH; REASON": as an OSError, atomic_directory reports it as one.
-                raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
-        # Each shard's SHA-256, so that a reader notices a damaged shard before
-        # TensorFlow fails on it half way through an epoch.
-        checksums = {name: sha256_of_file(directory / name) for name in names}
-        manifest[split] = {"count": len(labels), "shards": names, "sha256": checksums}
+        try:
+            writer = _ShardWriter(directory, split, len(labels), shard_size)
+            for image, label in zip(images, labels, strict=True):
+                writer.write(image, label)
+            manifest[split] = writer.close()
+        except tf.errors.OpError as error:
+            # TensorFlow reports a failed write (a full disk) as its own error,
+            # "PATH; REASON": as an OSError, atomic_directory reports it as one.
+            raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
+    _write_manifest(directory, manifest)
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
     with atomic_open(directory / TFRECORD_MANIFEST) as stream:
         json.dump(manifest, stream, indent=2, sort_keys=True)
         stream.write("\n")

@@ -62,27 +62,38 @@ def _decompress_bounded(content: bytes) -> bytes | None:
 
 def parse_idx(content: bytes, source: str, magic: int) -> np.ndarray:
     """Parse IDX ``content`` into a uint8 array, checking magic number and body length."""
+    shape = parse_idx_header(content, source, magic, len(content))
+    header_bytes = 4 + 4 * len(shape)
+    return np.frombuffer(content, dtype=np.uint8, offset=header_bytes).reshape(shape)
+
+
+def parse_idx_header(header: bytes, source: str, magic: int, total_bytes: int) -> tuple:
+    """The shape an IDX header declares, checked against its magic and the file's ``total_bytes``.
+
+    ``header`` holds at least the header's bytes, so that a large file can be
+    checked before it is read in pieces (data.py's streamed TFRecord preprocess).
+    """
     dimensions = magic & 0xFF
     header_bytes = 4 + 4 * dimensions
-    if len(content) < header_bytes:
+    if total_bytes < header_bytes or len(header) < header_bytes:
         raise PipelineError(
-            f"{source} is {len(content)} bytes; expected an IDX header of {header_bytes} bytes"
+            f"{source} is {total_bytes} bytes; expected an IDX header of {header_bytes} bytes"
         )
-    (found_magic,) = struct.unpack(">I", content[:4])
+    (found_magic,) = struct.unpack(">I", header[:4])
     if found_magic != magic:
         raise PipelineError(
             f"{source} has magic number 0x{found_magic:08x}; expected 0x{magic:08x}"
         )
-    shape = struct.unpack(f">{dimensions}I", content[4:header_bytes])
+    shape = struct.unpack(f">{dimensions}I", header[4:header_bytes])
     # math.prod on Python integers: NumPy's int64 product overflows on absurd
     # headers (3 x 4 billion) and could then seem to match the file's length.
     expected_bytes = header_bytes + math.prod(shape)
-    if len(content) != expected_bytes:
+    if total_bytes != expected_bytes:
         raise PipelineError(
-            f"{source} is {len(content)} bytes; its header {shape} implies {expected_bytes} bytes "
+            f"{source} is {total_bytes} bytes; its header {shape} implies {expected_bytes} bytes "
             "(the counts in the header do not match the file)"
         )
-    return np.frombuffer(content, dtype=np.uint8, offset=header_bytes).reshape(shape)
+    return shape
 
 
 def read_images(path: str | os.PathLike) -> np.ndarray:
