@@ -15,7 +15,7 @@ import tensorflow as tf
 import yaml
 
 from mnistpipe.data import prepare
-from mnistpipe.distribute import make_strategy
+from mnistpipe.distribute import cluster_wait_seconds, make_strategy
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import check_train_settings
 from mnistpipe.seeding import seed_everything
@@ -123,8 +123,8 @@ def cluster(tmp_path):
     return roots
 
 
-def start_workers(roots: list[Path]) -> list[subprocess.Popen]:
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(len(roots))]
+def start_workers(roots: list[Path], workers_in_cluster=None, **environment):
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers_in_cluster or len(roots))]
     workers = []
     for index, root in enumerate(roots):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
@@ -132,7 +132,7 @@ def start_workers(roots: list[Path]) -> list[subprocess.Popen]:
             subprocess.Popen(
                 [sys.executable, str(REPOSITORY / "stages" / "train.py")],
                 cwd=root,
-                env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
+                env={**os.environ, "TF_CONFIG": json.dumps(tf_config), **environment},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -169,8 +169,8 @@ def test_two_workers_train_together_and_only_the_chief_writes(cluster):
     chief, other = cluster
     assert "wrote models/model.keras" in results[0][1]
     assert "the chief writes outputs" in results[1][1]
-    metrics = json.loads((chief / "metrics" / "train.json").read_text())
-    assert metrics["val_accuracy"] >= 0.9
+    metrics = json.loads((chief / "dvclive" / "metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.9
     assert (chief / "models" / "model.keras").is_file()
     assert sorted(path.name for path in other.iterdir()) == ["data", "params.yaml"]
     # Both replicas took the same steps: their epoch lines agree to the digit.
@@ -207,3 +207,27 @@ def test_losing_a_worker_ends_the_run_with_a_clear_error_not_a_hang(cluster):
     assert last_line.startswith("error: lost contact with a worker of the cluster TF_CONFIG")
     assert "/job:worker/replica:0/task:1" in last_line
     assert not (cluster[0] / "models").exists()
+
+
+def test_a_worker_that_never_arrives_ends_the_start_up_with_a_clear_error(cluster):
+    # Worker 1 of two is never started; worker 0 gives up after the bound.
+    (chief,) = start_workers(cluster[:1], 2, MNISTPIPE_CLUSTER_WAIT_SECONDS="5")
+    try:
+        returncode, _, stderr = finish(chief, 120)
+    finally:
+        stop_all([chief])
+    assert returncode == -signal.SIGKILL
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "error: not every worker of the cluster TF_CONFIG describes (2 workers, this is "
+        "worker 0) joined within 5 s (MNISTPIPE_CLUSTER_WAIT_SECONDS); expected each of them "
+        "to be started with its own TF_CONFIG and to reach the others' host:port"
+    )
+    assert sorted(path.name for path in cluster[0].iterdir()) == ["data", "params.yaml"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "inf"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused(monkeypatch, value):
+    monkeypatch.setenv("MNISTPIPE_CLUSTER_WAIT_SECONDS", value)
+    with pytest.raises(PipelineError, match="MNISTPIPE_CLUSTER_WAIT_SECONDS is"):
+        cluster_wait_seconds()

@@ -13,8 +13,11 @@ scaling. Only the chief writes the model and the metrics.
 
 import contextlib
 import json
+import math
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -25,6 +28,10 @@ from mnistpipe.params import STRATEGIES
 # How long a collective operation (all-reduce) may wait for the other workers
 # before failing: a lost worker then ends the run with an error, not a hang.
 COLLECTIVE_TIMEOUT_SECONDS = 60
+# How long a worker waits at start-up for every other worker in TF_CONFIG to join,
+# unless the environment variable says otherwise (a cluster whose hosts start slowly).
+CLUSTER_WAIT_SECONDS = 300.0
+CLUSTER_WAIT_VARIABLE = "MNISTPIPE_CLUSTER_WAIT_SECONDS"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -42,13 +49,67 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS
         )
+        seconds = cluster_wait_seconds()
+        message = (
+            f"not every worker of the cluster TF_CONFIG describes ({cluster}) joined within "
+            f"{seconds:g} s ({CLUSTER_WAIT_VARIABLE}); expected each of them to be started "
+            "with its own TF_CONFIG and to reach the others' host:port"
+        )
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            with _watchdog(seconds, message):
+                return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         except (ValueError, RuntimeError, tf.errors.OpError) as error:
             raise PipelineError(
                 f"cannot join the cluster TF_CONFIG describes ({cluster}): {error}"
             ) from None
     raise PipelineError(f"train.distribute is {name!r}; expected one of: {', '.join(STRATEGIES)}")
+
+
+def cluster_wait_seconds() -> float:
+    """How long a worker waits at start-up for the others: CLUSTER_WAIT_VARIABLE, else 300 s."""
+    text = os.environ.get(CLUSTER_WAIT_VARIABLE)
+    if text is None:
+        return CLUSTER_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise PipelineError(
+            f"{CLUSTER_WAIT_VARIABLE} is {text!r}; expected a number of seconds above 0"
+        )
+    return seconds
+
+
+# The watchdog: it waits for its standard input to close (the strategy is up, or
+# this process ended) and, if that takes longer than the bound, reports and ends it.
+_WATCHDOG = """
+import os, select, signal, sys
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    print("error: " + message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float, message: str) -> Iterator[None]:
+    """End this process with ``error: message`` unless the block is done within ``seconds``.
+
+    TensorFlow waits up to an hour for every worker to register, in C++ that
+    holds the interpreter, so that no Python timer or signal handler can run
+    meanwhile: only another process can end the wait. Nothing has been written
+    by then, so there is nothing to undo; the exit status is SIGKILL's.
+    """
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
 
 
 def read_tf_config() -> str:

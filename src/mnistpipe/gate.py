@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from mnistpipe import interrupts, paths
+from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import Tolerances, load_params
 from mnistpipe.quality import bar_verdict, meets_bar
@@ -40,7 +41,7 @@ def lower_is_better(metric: str) -> bool:
 
 
 def _git(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *arguments], capture_output=True, text=True)
+    return run_command("git", *arguments)
 
 
 def check_revision(revision: str) -> None:

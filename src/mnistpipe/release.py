@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from mnistpipe import paths
+from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, meets_bar
@@ -70,10 +71,7 @@ def _tool(name: str) -> str:
 
 
 def _run(*command: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(command, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise PipelineError(f"{command[0]} is not installed; expected it in .venv/bin") from None
+    return run_command(*command)
 
 
 def check_committed() -> None:

@@ -14,15 +14,14 @@ import re
 import subprocess
 import sys
 
+from mnistpipe.commands import run_dvc
 from mnistpipe.errors import PipelineError
 
 ACTIONS = {"push": "to", "pull": "from"}
 
 
 def _dvc(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *arguments], capture_output=True, text=True
-    )
+    return run_dvc(*arguments)
 
 
 def describe(name: str | None) -> str:

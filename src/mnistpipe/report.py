@@ -16,7 +16,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from mnistpipe import commands
 from mnistpipe.errors import PipelineError
 from mnistpipe.figures import save_png
 from mnistpipe.files import atomic_path
@@ -45,9 +45,7 @@ def slug(name: str) -> str:
 
 
 def run_dvc(*arguments: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *arguments], capture_output=True, text=True
-    )
+    result = commands.run_dvc(*arguments)
     if result.returncode != 0:
         last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         raise PipelineError(f"dvc {' '.join(arguments)} failed: {last}")
@@ -116,7 +114,7 @@ def data_params(lock_text: str) -> dict:
 
 def data_changed(base: str) -> bool:
     """Whether the params that choose the test images differ between ``base`` and now."""
-    shown = subprocess.run(["git", "show", f"{base}:dvc.lock"], capture_output=True, text=True)
+    shown = commands.run_command("git", "show", f"{base}:dvc.lock")
     if shown.returncode != 0 or not Path("dvc.lock").exists():
         return True
     return data_params(shown.stdout) != data_params(Path("dvc.lock").read_text())
