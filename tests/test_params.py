@@ -73,6 +73,7 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path):
         ),
         ("download", "mirrors", ["ftp://host/mnist/"], "download.mirrors has 'ftp://host/mnist/'"),
         ("train", "shift_pixels", -1, "train.shift_pixels is -1; expected an integer >= 0"),
+        ("train", "shift_pixels", 14, "train.shift_pixels is 14; expected an integer <= 13"),
         (
             "train",
             "label_smoothing",
@@ -147,3 +148,10 @@ def test_the_names_the_params_allow_are_exactly_those_the_code_builds():
     assert set(params.LOOPS) == set(loops.LOOPS)
     assert set(params.AUGMENTATIONS) == set(input_pipeline.AUGMENTATIONS)
     assert set(params.TEST_TIME_AUGMENTATIONS) == set(models.TEST_TIME_AUGMENTATIONS)
+
+
+def test_a_number_dvc_exp_run_writes_in_exponent_form_is_read_as_a_number(tmp_path):
+    # `dvc exp run -S train.learning_rate=1e-7` writes `learning_rate: 1e-07`.
+    path = write_params(tmp_path)
+    path.write_text(path.read_text().replace("learning_rate: 0.", "learning_rate: 1e-07 #0."))
+    assert load_params(path)["train"]["learning_rate"] == 1e-07

@@ -145,7 +145,7 @@ def test_ci_report_prints_params_diff_metrics_diff_and_the_gate_verdict(project)
     assert "## Params against `HEAD`" in report
     assert re.search(r"\| params\.yaml +\| train\.learning_rate +\| 0\.002 +\| 0\.003 +\|", report)
     assert "## Metrics against `HEAD`" in report
-    assert re.search(r"\| metrics/train\.json +\| accuracy +\|", report)
+    assert re.search(r"\| dvclive/metrics\.json +\| eval\.accuracy +\|", report)
     assert "| evaluate.accuracy |" in report and "| pass (tolerance 1," in report
     assert (root / "ci-report.md").read_text() in report
 

@@ -8,6 +8,7 @@ the key, what was found and what was expected.
 import difflib
 import math
 import os
+import re
 import reprlib
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,9 @@ class Integer:
         return value
 
 
+_EXPONENT_FORM = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+\Z")
+
+
 @dataclass(frozen=True)
 class Number:
     minimum: float
@@ -71,6 +75,10 @@ class Number:
     exclusive_maximum: bool = False
 
     def check(self, key: str, value: Any) -> float:
+        if isinstance(value, str) and _EXPONENT_FORM.match(value):
+            # `dvc exp run -S train.learning_rate=1e-7` writes 1e-07, a number in
+            # YAML 1.2 but a string to PyYAML (YAML 1.1 wants 1.0e-07).
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(key, value, "a number")
         try:
@@ -164,7 +172,8 @@ SCHEMA: dict[str, Any] = {
         "epochs": Integer(minimum=1, maximum=100_000),
         "shuffle_buffer": Integer(minimum=0, maximum=100_000_000),
         "augment": Choice(AUGMENTATIONS),
-        "shift_pixels": Integer(minimum=0),
+        # A shift of half the 28-pixel side or more would leave no image to see.
+        "shift_pixels": Integer(minimum=0, maximum=13),
         "label_smoothing": Number(0.0, 1.0, exclusive_maximum=True),
         "warmup_epochs": Number(0.0, float("inf")),
         "loop": Choice(LOOPS),
@@ -194,7 +203,9 @@ def _check_section(values: Any, schema: dict[str, Any], prefix: str, source: str
         raise PipelineError(f"{where} in {source} is {shown(values)}; expected a mapping of keys")
     for key in values:
         if key not in schema:
-            message = f"unknown key {prefix}{shown(key)} in {source}"
+            # A key as written (train.epoch), unless YAML made something else of it.
+            name = key if isinstance(key, str) and len(key) <= 80 else shown(key)
+            message = f"unknown key {prefix}{name} in {source}"
             suggestions = difflib.get_close_matches(str(key), list(schema), n=1)
             if suggestions:
                 message += f"; did you mean {prefix}{suggestions[0]}?"
