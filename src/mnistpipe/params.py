@@ -204,7 +204,8 @@ def _check_section(values: Any, schema: dict[str, Any], prefix: str, source: str
     for key in values:
         if key not in schema:
             # A key as written (train.epoch), unless YAML made something else of it.
-            name = key if isinstance(key, str) and len(key) <= 80 else shown(key)
+            plain = isinstance(key, str) and key.isprintable() and len(key) <= 80
+            name = key if plain else shown(key)
             message = f"unknown key {prefix}{name} in {source}"
             suggestions = difflib.get_close_matches(str(key), list(schema), n=1)
             if suggestions:
