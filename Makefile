@@ -89,8 +89,12 @@ apt-install:
 run: setup ## Set up, then run the whole pipeline with dvc repro
 	dvc repro
 
-test: setup test-packages ## Run the test suite (unit tests and one end-to-end dvc repro)
-	python -m pytest
+# Two processes, each taking whole test files (a file's module fixtures are made once):
+# most tests wait on dvc, git or a stage in a subprocess, so one process leaves a core idle.
+TEST_PROCESSES ?= 2
+
+test: setup test-packages ## Run the test suite (unit tests and end-to-end runs of dvc), on two processes
+	python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: setup ## Check the code with ruff and the GitHub workflows with zizmor (offline)
 	ruff check src stages tests bench
