@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.server
 import runpy
+import shutil
 import threading
 from pathlib import Path
 
@@ -202,6 +203,35 @@ def http_server():
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+# What `dvc repro` needs from this repository; data, models and caches are rebuilt.
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "uv.lock",
+    "stages",
+    "src",
+    ".dvc/config",
+    "plots/page_template.html",
+    ".dvcignore",
+    "Makefile",
+    ".gitignore",
+)
+
+
+def copy_project(root: Path) -> Path:
+    """The project's files (PROJECT_FILES) copied into ``root``, for a run of dvc there."""
+    for name in PROJECT_FILES:
+        source = REPOSITORY / name
+        if source.is_dir():
+            shutil.copytree(
+                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / name)
+    return root
 
 
 def run_stage_main(name):

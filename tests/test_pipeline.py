@@ -19,22 +19,10 @@ import tensorflow as tf
 import yaml
 
 from mnistpipe.idx import read_images
-from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST, set_params
+from tests.conftest import SYSTEM_FASHION_MNIST, copy_project, set_params
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = (
-    "dvc.yaml",
-    "params.yaml",
-    "uv.lock",
-    "stages",
-    "src",
-    ".dvc/config",
-    "plots/page_template.html",
-    ".dvcignore",
-    "Makefile",
-    ".gitignore",
-)
 METRICS_FILES = ("metrics/train.json", "metrics/evaluate.json", "metrics/export.json")
 
 
@@ -70,15 +58,7 @@ def project(tmp_path_factory):
     if not SYSTEM_FASHION_MNIST.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (make setup installs it)")
     root = tmp_path_factory.mktemp("pipeline")
-    for name in PROJECT_FILES:
-        source = REPOSITORY / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
+    copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["preprocess"]["limit"] = 1200
     params["train"]["epochs"] = 1

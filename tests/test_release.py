@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,13 @@ import yaml
 from mnistpipe import paths
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.idx import read_labels
-from tests.conftest import REPOSITORY, run_stage_main, synthetic_idx_files, write_mirror
-from tests.test_pipeline import PROJECT_FILES
+from tests.conftest import (
+    REPOSITORY,
+    copy_project,
+    run_stage_main,
+    synthetic_idx_files,
+    write_mirror,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -62,15 +66,7 @@ def mnistpipe(cwd: Path, *arguments: str, check: bool = True) -> subprocess.Comp
 def repository(tmp_path_factory):
     """A committed run of the pipeline (quickstart_cnn, 2 epochs, 600 synthetic images)."""
     root = tmp_path_factory.mktemp("release") / "project"
-    for name in PROJECT_FILES:
-        source = REPOSITORY / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
+    copy_project(root)
     params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
     files = synthetic_idx_files()
     params["download"]["mirrors"] = [str(write_mirror(root.parent / "mirror", files))]

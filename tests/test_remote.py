@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from mnistpipe.idx import encode_idx, read_images
-from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST
-from tests.test_pipeline import PROJECT_FILES, command_environment, git_commit, run
+from tests.conftest import SYSTEM_FASHION_MNIST, copy_project
+from tests.test_pipeline import command_environment, git_commit, run
 
 pytestmark = pytest.mark.slow
 
@@ -32,15 +32,7 @@ def make_project(root: Path, **train) -> Path:
     """A git and DVC repository holding the project, with params for a run of seconds."""
     if not SYSTEM_FASHION_MNIST.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (make setup installs it)")
-    for name in PROJECT_FILES:
-        source = REPOSITORY / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
+    copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["preprocess"].update(limit=600, val_split=0.2)
     params["train"].update(model="quickstart_cnn", epochs=1, batch_size=32, learning_rate=0.003)

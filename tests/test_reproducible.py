@@ -19,8 +19,8 @@ import yaml
 from mnistpipe import paths
 from mnistpipe.models import build_model, load_model, save_model
 from mnistpipe.serving import export_saved_model, load_serving_function
-from tests.conftest import REPOSITORY, synthetic_idx_files
-from tests.test_pipeline import PROJECT_FILES, dvc, git_commit
+from tests.conftest import copy_project, synthetic_idx_files
+from tests.test_pipeline import dvc, git_commit
 
 
 def all_bytes(directory: Path) -> dict[str, bytes]:
@@ -87,15 +87,7 @@ def synthetic_dvc_project(root: Path) -> Path:
     checksums, so data/raw is written here and recorded with `dvc commit`, as a
     finished download; `dvc repro` then runs the four other stages.
     """
-    for name in PROJECT_FILES:
-        source = REPOSITORY / name
-        if source.is_dir():
-            shutil.copytree(
-                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        elif source.exists():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
+    copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["preprocess"]["val_split"] = 0.2
     # mlp: a Sequential model (shared dtype policies) with Dropout (seed state), quick to train.
