@@ -9,7 +9,7 @@ from mnistpipe.checkpoint import how_to_resume
 from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
-from mnistpipe.files import atomic_path, write_json
+from mnistpipe.files import write_json
 from mnistpipe.lineage import lineage, weights_sha256
 from mnistpipe.live import open_live
 from mnistpipe.models import save_model
@@ -49,8 +49,7 @@ def main() -> str:
             model.save(Path(scratch) / "model.keras")
         return f"train: worker done after {settings['epochs']} epochs; the chief writes outputs"
 
-    with atomic_path(paths.MODEL, suffix=".keras") as temporary:
-        save_model(model, temporary)
+    save_model(model, paths.MODEL)
     # The last epoch's figures are dvclive's (dvclive/metrics.json); these are the run's own.
     write_json(
         paths.TRAIN_METRICS,
