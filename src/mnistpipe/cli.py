@@ -57,7 +57,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "the three likeliest classes of each image (PNG, JPEG, IDX)"),
     "gate": (_gate, "compare the metrics with a git revision's and check the bar"),
     "release": (_release, "register the exported model as a version with GTO"),
-    "bench": (_bench, "time the tutorial's code against the pipeline (about 10 min)"),
+    "bench": (_bench, "time the tutorial's code against the pipeline, side by side in one run"),
 }
 
 
