@@ -74,7 +74,6 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path):
         ("download", "mirrors", ["ftp://host/mnist/"], "download.mirrors has 'ftp://host/mnist/'"),
         ("train", "shift_pixels", -1, "train.shift_pixels is -1; expected an integer >= 0"),
         ("train", "shift_pixels", 14, "train.shift_pixels is 14; expected an integer <= 13"),
-        ("train", "shift_pixels", 14, "train.shift_pixels is 14; expected an integer <= 13"),
         (
             "train",
             "label_smoothing",
