@@ -51,10 +51,25 @@ def wait_until_reading(fifo: Path, process: subprocess.Popen) -> int:
         time.sleep(0.05)
 
 
+def as_from_a_shell() -> None:
+    """A preexec_fn: SIGINT and SIGTERM at their defaults, as a shell starts a command.
+
+    A pytest-xdist worker ignores SIGINT, and a child inherits that; the stages
+    (rightly) leave an ignored signal ignored, as under nohup.
+    """
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, signal.SIG_DFL)
+
+
 def interrupt_while_reading(command, cwd: Path, fifo: Path, signal_number: int):
     os.mkfifo(fifo)
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_shell,
     )
     try:
         writer = wait_until_reading(fifo, process)
@@ -111,6 +126,7 @@ def start_training(root: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_shell,
     )
 
 
