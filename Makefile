@@ -69,11 +69,9 @@ system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used
 	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
 	fi
 
-test-packages: ## Install Debian's chromium and openssh-server where apt can be used, for the tests
+test-packages: ## Install Debian's chromium where apt can be used, for the plots page test
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=chromium \
 	  || echo "warning: could not install chromium; the test of dvc plots' page will be skipped"
-	@[ -x /usr/sbin/sshd ] || $(MAKE) --no-print-directory apt-install PACKAGES=openssh-server \
-	  || echo "warning: could not install openssh-server; the SSH remote test will be skipped"
 
 # Only the packages named and what they depend on: no recommended extras (on Debian 12,
 # chromium with them was 115 new packages and 15 upgrades, systemd and perl among them;
