@@ -10,9 +10,11 @@ in the cache), so running it again sends the rest.
 """
 
 import argparse
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from mnistpipe.commands import run_dvc
 from mnistpipe.errors import PipelineError
@@ -53,11 +55,12 @@ def dvc_reason(output: str) -> str:
     return reason.split(" - ", 1)[-1].strip() if reason.startswith("failed to") else reason
 
 
-def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
-    """Run ``dvc push``/``dvc pull``; raise a ``PipelineError`` naming the remote if it fails."""
-    where = describe(remote)
-    command = [action, *(["--remote", remote] if remote else [])]
-    command += ["--jobs", str(jobs)] if jobs else []
+# What DVC says when a directory's listing on the remote is not JSON: the object a
+# push killed half way left there, cut short (WebDAV and S3 servers keep what arrived).
+_HALF_WRITTEN = re.compile(r"object (\w+\.dir) is corrupted")
+
+
+def _run_dvc_streamed(command: list[str]) -> tuple[int, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "dvc", *command],
         stdout=subprocess.PIPE,
@@ -69,10 +72,46 @@ def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
         # Shown as it comes: a long transfer is not silent.
         print(line, end="", flush=True)
         output.append(line)
-    if process.wait() != 0:
+    return process.wait(), "".join(output)
+
+
+def _remove_half_written(remote: str | None, oid: str) -> bool:
+    """Delete the remote's copy of ``oid`` if this repository's cache holds a good one."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        try:
+            json.loads(Path(repo.cache.repo.oid_to_path(oid)).read_text())
+        except (OSError, ValueError):
+            return False  # The local copy is the broken one: not the remote's to mend.
+        odb = repo.cloud.get_remote_odb(remote, "push")
+        odb.fs.rm(odb.oid_to_path(oid))
+    return True
+
+
+def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
+    """Run ``dvc push``/``dvc pull``; raise a ``PipelineError`` naming the remote if it fails.
+
+    A push that finds a directory listing cut short on the remote (a push killed
+    half way left it) deletes that one object and pushes again, once.
+    """
+    where = describe(remote)
+    command = [action, *(["--remote", remote] if remote else [])]
+    command += ["--jobs", str(jobs)] if jobs else []
+    status, output = _run_dvc_streamed(command)
+    half_written = _HALF_WRITTEN.search(output) if status and action == "push" else None
+    if half_written and _remove_half_written(remote, half_written.group(1)):
+        print(
+            f"warning: removed {half_written.group(1)}, cut short on remote {where} by an "
+            "interrupted push; pushing again",
+            file=sys.stderr,
+            flush=True,
+        )
+        status, output = _run_dvc_streamed(command)
+    if status != 0:
         raise PipelineError(
             f"dvc {action} {ACTIONS[action]} remote {where} failed: "
-            f"{dvc_reason(''.join(output))}; "
+            f"{dvc_reason(output)}; "
             f"expected the server to be reachable and to accept the credentials in "
             f".dvc/config.local (`dvc remote modify --local`); run `make {action}` again once "
             f"it is: what was already sent is not sent twice"
