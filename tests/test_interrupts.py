@@ -75,9 +75,12 @@ def interrupt_while_reading(command, cwd: Path, fifo: Path, signal_number: int):
         writer = wait_until_reading(fifo, process)
         try:
             process.send_signal(signal_number)
-            process.wait(timeout=60)
+            # The kernel may hand the signal to one of TensorFlow's threads: Python then
+            # runs the handler once the main thread's read returns, so let it return.
+            time.sleep(0.5)
         finally:
             os.close(writer)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

@@ -5,7 +5,6 @@ WebDAV (wsgidav with dvc-webdav), S3 (moto's standalone server with dvc-s3) and 
 temporary copy of the repository on 600 real Fashion-MNIST images, one epoch.
 """
 
-import json
 import os
 import signal
 import socket
@@ -191,30 +190,6 @@ def test_a_push_killed_half_way_completes_when_run_again(pushed, tmp_path):
     finally:
         server.stop()
         dvc(origin, "remote", "remove", "--local", "half", check=False)
-
-
-def test_a_listing_cut_short_on_the_remote_is_replaced_by_the_next_push(pushed, tmp_path):
-    # What a push killed while it sent a directory's listing leaves: the .dir object
-    # cut short, which DVC then reports as corrupted on every later push.
-    origin, _ = pushed
-    store = tmp_path / "nas"
-    dvc(origin, "remote", "add", "--local", "nas", str(store))
-    try:
-        run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "--remote", "nas")
-        listing = next(store.rglob("*.dir"))
-        listing.write_bytes(listing.read_bytes()[:50])
-        next(
-            path for path in store.rglob("*") if path.is_file() and path.suffix != ".dir"
-        ).unlink()
-
-        result = run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "--remote", "nas")
-
-        assert f"warning: removed {listing.parent.name}{listing.name}" in result.stderr
-        json.loads(listing.read_text())
-        status = dvc(origin, "status", "--cloud", "--remote", "nas").stdout
-        assert "Cache and remote 'nas' are in sync." in status
-    finally:
-        dvc(origin, "remote", "remove", "--local", "nas", check=False)
 
 
 def test_a_remote_that_is_down_is_one_error_naming_it(pushed, tmp_path):
