@@ -14,7 +14,6 @@ experiment; the gate refuses to let one below it through), 2 on an error
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -40,18 +39,17 @@ def lower_is_better(metric: str) -> bool:
     return metric.rsplit(".", 1)[-1].endswith(LOWER_IS_BETTER_SUFFIXES)
 
 
-def _git(*arguments: str) -> subprocess.CompletedProcess:
-    return run_command("git", *arguments)
-
-
 def check_revision(revision: str) -> None:
-    if _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").returncode != 0:
+    if (
+        run_command("git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").returncode
+        != 0
+    ):
         raise PipelineError(f"revision {revision!r} does not exist in this git repository")
 
 
 def read_committed(revision: str, path: Path) -> dict:
     """The JSON file ``path`` as committed at ``revision``, read from git itself."""
-    shown = _git("show", f"{revision}:{path.as_posix()}")
+    shown = run_command("git", "show", f"{revision}:{path.as_posix()}")
     if shown.returncode != 0 and path in FORMER_HOMES:
         return read_committed(revision, FORMER_HOMES[path])
     if shown.returncode != 0:

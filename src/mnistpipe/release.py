@@ -21,7 +21,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,12 +69,8 @@ def _tool(name: str) -> str:
     return str(beside) if beside.is_file() else shutil.which(name) or name
 
 
-def _run(*command: str) -> subprocess.CompletedProcess:
-    return run_command(*command)
-
-
 def check_committed() -> None:
-    status = _run("git", "status", "--porcelain", "--", *COMMITTED)
+    status = run_command("git", "status", "--porcelain", "--", *COMMITTED)
     if status.returncode != 0:
         raise PipelineError(f"{Path.cwd()} is not a git repository; expected a clone of one")
     changed = [line[3:] for line in status.stdout.splitlines()]
@@ -87,7 +82,7 @@ def check_committed() -> None:
 
 
 def check_pipeline_up_to_date() -> None:
-    status = _run(_tool("dvc"), "status", "--json")
+    status = run_command(_tool("dvc"), "status", "--json")
     if status.returncode != 0:
         raise PipelineError(f"dvc status failed: {status.stderr.strip().splitlines()[-1:]}")
     stale = sorted(json.loads(status.stdout or "{}"))
@@ -117,7 +112,7 @@ def register(name: str, version: str, stage: str | None) -> list[str]:
         commands.append([_tool("gto"), "assign", name, "--version", version, "--stage", stage])
     printed = []
     for command in commands:
-        result = _run(*command)
+        result = run_command(*command)
         if result.returncode != 0:
             last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
             # GTO marks its errors with an emoji; the project's line says "error:" already.

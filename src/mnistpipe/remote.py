@@ -22,14 +22,10 @@ from mnistpipe.errors import PipelineError
 ACTIONS = {"push": "to", "pull": "from"}
 
 
-def _dvc(*arguments: str) -> subprocess.CompletedProcess:
-    return run_dvc(*arguments)
-
-
 def describe(name: str | None) -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
     if name is None:
-        name = _dvc("remote", "default").stdout.strip()
+        name = run_dvc("remote", "default").stdout.strip()
         if not name:
             raise PipelineError(
                 "no DVC remote: `dvc remote default` names none; expected one added with "
@@ -38,7 +34,7 @@ def describe(name: str | None) -> str:
     # `dvc remote list` prints "NAME URL", with "(default)" after the default one.
     remotes = {
         fields[0]: fields[1]
-        for fields in (line.split() for line in _dvc("remote", "list").stdout.splitlines())
+        for fields in (line.split() for line in run_dvc("remote", "list").stdout.splitlines())
         if len(fields) >= 2
     }
     if name not in remotes:
