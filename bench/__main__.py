@@ -197,6 +197,7 @@ def prepare_data(root: Path, have_raw: bool) -> None:
         seed=params["seed"],
         storage_format=params["preprocess"]["format"],
         shard_size=params["preprocess"]["shard_size"],
+        dataset=params["dataset"],
     )
 
 

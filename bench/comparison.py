@@ -24,13 +24,20 @@ QUICKSTART_PARAMS = {
     "augment": "none",
 }
 # The fast preset of goal 2 of issue 17: a params override (`dvc exp run -S
-# train.model=quickstart_cnn -S ...`) that should reach the tutorial's final
-# test accuracy in a fifth of the tutorial's time. The quickstart model at the
-# batch and rate above, on a short cosine schedule; the recipe knobs the
-# default may turn on are set here, so that the preset stays what it says.
+# train.model=strided_cnn -S ...`, README's Speed section) meant to reach the
+# tutorial's final test accuracy in a fifth of the tutorial's time. The
+# strided_cnn model (two stride-2 Conv-BatchNorm blocks: a third of the
+# quickstart's arithmetic an image) on a 3-epoch cosine schedule, chosen on the
+# validation split: 2 epochs gave 90.7% val, within seed noise of the
+# tutorial's accuracy, 3 epochs 91.2%. Batches of 128 (not 512): with 3 epochs
+# the number of steps, not the arithmetic rate, limits the accuracy. The
+# recipe knobs the default may turn on are set here, so the preset stays what it says.
 FAST_PRESET = {
-    **QUICKSTART_PARAMS,
-    "epochs": 2,
+    "model": "strided_cnn",
+    "batch_size": 128,
+    "learning_rate": 0.004,
+    "augment": "none",
+    "epochs": 3,
     "shift_pixels": 0,
     "label_smoothing": 0.0,
     "warmup_epochs": 0,

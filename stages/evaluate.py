@@ -16,7 +16,7 @@ def main() -> str:
     params = load_params(paths.PARAMS)
     class_names = DATASETS[params["dataset"]].class_names
     model = load_model(paths.MODEL, classes=len(class_names))
-    test_images, test_labels = load_split(paths.PREPARED, "test")
+    test_images, test_labels = load_split(paths.PREPARED, "test", dataset=params["dataset"])
     # Test-time augmentation when the params ask for it (models.py): each image
     # is scored as the mean of its views, here as in the exported SavedModel.
     model = with_test_time_augmentation(model, params["evaluate"]["test_time_augmentation"])

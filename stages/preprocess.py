@@ -16,6 +16,7 @@ def main() -> str:
         seed=params["seed"],
         storage_format=params["preprocess"]["format"],
         shard_size=params["preprocess"]["shard_size"],
+        dataset=params["dataset"],
     )
     counts = ", ".join(f"{split} {count}" for split, count in sizes.items())
     return (

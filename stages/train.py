@@ -25,8 +25,8 @@ def main() -> str:
     strategy = make_strategy(settings["distribute"])
     seed_everything(params["seed"], settings["deterministic"])
 
-    train_split = load_examples(paths.PREPARED, "train")
-    val_split = load_examples(paths.PREPARED, "val")
+    train_split = load_examples(paths.PREPARED, "train", dataset=params["dataset"])
+    val_split = load_examples(paths.PREPARED, "val", dataset=params["dataset"])
     started = time.perf_counter()
     # Saved at every epoch end: a run killed part way resumes where it stopped.
     # Each epoch's figures go to dvclive as it ends (the chief's only), for

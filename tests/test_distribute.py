@@ -117,7 +117,14 @@ def cluster(tmp_path):
         raw.mkdir(parents=True)
         for name, content in files.items():
             (raw / name).write_bytes(content)
-        prepare(raw, root / "data" / "prepared", val_split=0.2, limit=0, seed=42)
+        prepare(
+            raw,
+            root / "data" / "prepared",
+            val_split=0.2,
+            limit=0,
+            seed=42,
+            dataset=params["dataset"],
+        )
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         roots.append(root)
     return roots

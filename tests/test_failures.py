@@ -164,7 +164,10 @@ def test_a_corrupt_gzip_stream_on_a_mirror_is_named_in_the_download_error(
         ("train:\n  epochs: 0\n", ["train.epochs is 0; expected an integer >= 1"]),
         ("train:\n  batch_size: '64'\n", ["train.batch_size", "expected an integer"]),
         ("train:\n  epoch: 3\n", ["train.epoch", "did you mean train.epochs?"]),
-        ("train:\n  model: resnet\n", ["train.model", "convnet, mlp, quickstart_cnn"]),
+        (
+            "train:\n  model: resnet\n",
+            ["train.model", "convnet, mlp, quickstart_cnn, strided_cnn"],
+        ),
         ("seed: !!python/object/apply:os.system ['true']\n", ["params.yaml", "python/object"]),
     ],
     ids=["zero-epochs", "string-for-int", "typo", "unknown-model", "python-tag"],

@@ -83,4 +83,8 @@ def test_switching_format_leaves_no_file_of_the_other(prepared, tmp_path):
     output = tmp_path / "prepared"
     prepare(raw, output, 0.2, 0, seed=9, storage_format="tfrecord", shard_size=1000)
     prepare(raw, output, 0.2, 0, seed=9, storage_format="npy")
-    assert sorted(path.suffix for path in output.iterdir()) == [".npy"] * 6
+    # The six arrays and the record of their source, nothing of the shards.
+    assert sorted(path.name for path in output.iterdir() if path.suffix != ".npy") == [
+        "source.json"
+    ]
+    assert len(list(output.glob("*.npy"))) == 6

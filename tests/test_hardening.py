@@ -4,8 +4,11 @@ Stage cases run the stage in its own process, as DVC runs it: one ``error:``
 line naming the file, what it holds and what was expected, no traceback.
 """
 
+import dataclasses
 import gzip
+import hashlib
 import http.server
+import json
 import struct
 import threading
 import time
@@ -19,6 +22,7 @@ import yaml
 
 from mnistpipe import download, idx, predict
 from mnistpipe.data import prepare
+from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.models import build_mlp
 from tests.conftest import REPOSITORY, synthetic_split, write_mirror
@@ -41,7 +45,9 @@ def project(tmp_path, synthetic_files):
 
 
 def prepare_in(root: Path, storage_format: str = "npy", shard_size: int = 10_000) -> None:
-    prepare(root / "data/raw", root / PREPARED, 0.2, 0, 42, storage_format, shard_size)
+    prepare(
+        root / "data/raw", root / PREPARED, 0.2, 0, 42, storage_format, shard_size, "fashion_mnist"
+    )
 
 
 def save_model(root: Path, model: keras.Model) -> Path:
@@ -130,6 +136,7 @@ def test_tfrecord_shards_of_another_image_size_stop_train(project, tmp_path):
     prepared = project / PREPARED
     prepared.mkdir(parents=True)
     write_tfrecords(prepared, {split: (wide, labels) for split in ("train", "val", "test")}, 100)
+    (prepared / "source.json").write_text('{"dataset": "fashion_mnist", "raw_sha256": {}}')
 
     result = run_stage_process(project, "train")
 
@@ -139,6 +146,64 @@ def test_tfrecord_shards_of_another_image_size_stop_train(project, tmp_path):
         "image of 1024 bytes",
         "expected 28x28 = 784 bytes",
     )
+
+
+@pytest.mark.parametrize(
+    ("stage", "storage_format"), [("train", "npy"), ("train", "tfrecord"), ("evaluate", "npy")]
+)
+def test_prepared_data_of_another_dataset_is_refused(project, stage, storage_format):
+    # MNIST's arrays have Fashion-MNIST's shape, dtype and labels: only the
+    # record preprocess writes beside them tells which dataset they are.
+    prepare(project / "data/raw", project / PREPARED, 0.2, 0, 42, storage_format, 10_000, "mnist")
+    save_model(project, build_mlp(0.2))
+    outputs_before = sorted(path.name for path in project.rglob("*"))
+
+    result = run_stage_process(project, stage)
+
+    assert_clear_error(
+        result, "data/prepared/source.json", "dataset 'mnist'", "dataset is 'fashion_mnist'"
+    )
+    assert sorted(path.name for path in project.rglob("*")) == outputs_before
+
+
+def test_prepared_arrays_without_their_source_record_are_refused(project):
+    prepare_in(project)
+    (project / PREPARED / "source.json").unlink()
+
+    result = run_stage_process(project, "train")
+
+    assert_clear_error(
+        result, "data/prepared/source.json does not exist", "dvc repro --force preprocess"
+    )
+
+
+def test_preprocess_refuses_raw_files_of_another_known_dataset(project, monkeypatch):
+    raw = project / "data/raw"
+    checksums = {
+        role: hashlib.sha256((raw / name).read_bytes()).hexdigest()
+        for role, name in FILE_NAMES.items()
+    }
+    monkeypatch.setitem(
+        DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], sha256=checksums)
+    )
+
+    with pytest.raises(PipelineError, match=r"data/raw holds the mnist files.*fashion_mnist"):
+        prepare(raw, project / PREPARED, 0.2, 0, 42, "npy", 10_000, "fashion_mnist")
+    assert not (project / PREPARED).exists()
+
+
+def test_the_source_record_names_the_dataset_and_each_raw_file(project):
+    prepare_in(project)
+
+    record = json.loads((project / PREPARED / "source.json").read_text())
+    raw = project / "data/raw"
+    assert record == {
+        "dataset": "fashion_mnist",
+        "raw_sha256": {
+            role: hashlib.sha256((raw / name).read_bytes()).hexdigest()
+            for role, name in FILE_NAMES.items()
+        },
+    }
 
 
 def test_a_limit_beyond_the_data_is_refused(project):

@@ -49,7 +49,7 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path):
             "train",
             "model",
             "resnet",
-            "train.model is 'resnet'; expected one of: convnet, mlp, quickstart_cnn",
+            "train.model is 'resnet'; expected one of: convnet, mlp, quickstart_cnn, strided_cnn",
         ),
         ("train", "optimizer", "adagrad", "expected one of: adam, sgd, rmsprop"),
         ("train", "loop", "manual", "train.loop is 'manual'; expected one of: fit, custom"),

@@ -12,6 +12,10 @@ the storage:
   Example ``i`` goes to shard ``i mod n``, and tf.data's interleave reads the
   shards in parallel and round-robin, which gives back the original order: the
   same seeded shuffle then makes the same batches as from ``.npy``.
+
+Either way ``source.json`` beside the data names the dataset it was made from
+and the SHA-256 of each raw file read: arrays of another dataset have the same
+shape, so only this record tells them apart (stages pass ``dataset=``).
 """
 
 import dataclasses
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mnistpipe.datasets import FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
+from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
 from mnistpipe.idx import (
@@ -40,6 +44,8 @@ from mnistpipe.params import FORMATS
 SPLITS = ("train", "val", "test")
 # Names the TFRecord shards and their counts; its absence means the npy format.
 TFRECORD_MANIFEST = "tfrecord.json"
+# Names the dataset the prepared data was made from (see the module's docstring).
+SOURCE_RECORD = "source.json"
 _TFRECORD_COMPRESSION = "GZIP"
 # What a stage says when derived data is damaged: rebuild it, or take DVC's copy.
 REBUILD = "run dvc repro --force preprocess (or dvc checkout data/prepared)"
@@ -94,22 +100,28 @@ def prepare(
     seed: int,
     storage_format: str = "npy",
     shard_size: int = 10_000,
+    dataset: str | None = None,
 ) -> dict[str, int]:
     """Read, validate and split the raw data; write it in ``storage_format``.
 
     ``limit`` > 0 keeps only the first ``limit`` training and ``limit // 6`` test
     examples (the datasets' 6:1 ratio), for quick runs. ``shard_size`` is the
-    number of examples a TFRecord shard holds at most. Returns the split sizes.
+    number of examples a TFRecord shard holds at most. ``dataset`` (the params'
+    ``dataset``) is recorded in ``source.json``; raw files of another known
+    dataset are refused. Returns the split sizes.
     """
     if storage_format not in FORMATS:
         raise PipelineError(
             f"preprocess.format is {storage_format!r}; expected one of: {', '.join(FORMATS)}"
         )
+    source = _source_record(Path(raw_directory), dataset)
     if storage_format == "tfrecord":
         with atomic_directory(output_directory) as directory:
-            return _prepare_tfrecords(
+            sizes = _prepare_tfrecords(
                 Path(raw_directory), directory, val_split, limit, seed, shard_size
             )
+            _write_source_record(directory, source)
+            return sizes
     train_images, train_labels = read_raw(raw_directory, "train")
     test_images, test_labels = read_raw(raw_directory, "test")
     if limit > len(train_labels):
@@ -134,7 +146,60 @@ def prepare(
         for split, (images, labels) in arrays.items():
             save_array(directory / f"{split}_images.npy", scale_images(images))
             save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
+        _write_source_record(directory, source)
     return {split: len(labels) for split, (_, labels) in arrays.items()}
+
+
+def _source_record(raw_directory: Path, dataset: str | None) -> dict:
+    """What ``source.json`` holds: the dataset and the SHA-256 of each raw file.
+
+    Raw files that are exactly another known dataset's (MNIST's where the params
+    say Fashion-MNIST) are refused here, before anything is written. Files that
+    are no known dataset's (a subset, synthetic data, more data of one's own) pass.
+    """
+    checksums = {}
+    for role, name in FILE_NAMES.items():
+        path = raw_directory / name
+        if not path.is_file():
+            raise PipelineError(f"{path} does not exist; run dvc repro download")
+        checksums[role] = sha256_of_file(path)
+    for other in DATASETS.values():
+        if other.name != dataset and other.sha256 == checksums and dataset is not None:
+            raise PipelineError(
+                f"{raw_directory} holds the {other.name} files, but the params' dataset is "
+                f"{dataset}; run dvc repro download (or set dataset: {other.name})"
+            )
+    return {"dataset": dataset, "raw_sha256": checksums}
+
+
+def _write_source_record(directory: Path, source: dict) -> None:
+    with atomic_open(directory / SOURCE_RECORD) as stream:
+        json.dump(source, stream, indent=2, sort_keys=True)
+        stream.write("\n")
+
+
+def check_source(directory: str | os.PathLike, dataset: str) -> None:
+    """Refuse prepared data that was not made from ``dataset`` (the params' ``dataset``).
+
+    Arrays of MNIST and of Fashion-MNIST have the same shape, dtype and label
+    range: only ``source.json`` tells them apart.
+    """
+    path = Path(directory) / SOURCE_RECORD
+    expected = f"expected the record preprocess writes for dataset {dataset}"
+    try:
+        recorded = json.loads(path.read_text())["dataset"]
+    except FileNotFoundError:
+        raise PipelineError(
+            f"{path} does not exist, so nothing says which dataset {directory} holds; "
+            f"{expected}; {REBUILD}"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        raise PipelineError(f"cannot read {path} ({error!r}); {expected}; {REBUILD}") from None
+    if recorded != dataset:
+        raise PipelineError(
+            f"{path} says the prepared data is of dataset {recorded!r}, but the params' "
+            f"dataset is {dataset!r}; run dvc repro (preprocess reruns for {dataset})"
+        )
 
 
 # Images read from a raw file at a time by the streamed TFRecord preprocess.
@@ -338,9 +403,16 @@ def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> Examples:
     return Examples(dataset, len(labels), hash_content)
 
 
-def load_examples(directory: str | os.PathLike, split: str) -> Examples:
-    """A split in whichever format preprocess wrote it: npy in memory, TFRecord streamed."""
+def load_examples(
+    directory: str | os.PathLike, split: str, dataset: str | None = None
+) -> Examples:
+    """A split in whichever format preprocess wrote it: npy in memory, TFRecord streamed.
+
+    With ``dataset`` the data must have been made from it (``check_source``).
+    """
     directory = Path(directory)
+    if dataset is not None:
+        check_source(directory, dataset)
     manifest_path = directory / TFRECORD_MANIFEST
     if not manifest_path.exists():
         return examples_from_arrays(*load_split(directory, split))
@@ -428,11 +500,16 @@ def _first_line(error: tf.errors.OpError) -> str:
     return error.message.strip().splitlines()[0].split(" [Op:")[0]
 
 
-def load_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    directory: str | os.PathLike, split: str, dataset: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed images and labels of one split as arrays, in either format.
 
-    ``.npy`` files are loaded without pickle and checked.
+    ``.npy`` files are loaded without pickle and checked; with ``dataset`` the
+    data must have been made from it (``check_source``).
     """
+    if dataset is not None:
+        check_source(directory, dataset)
     if (Path(directory) / TFRECORD_MANIFEST).exists():
         examples = load_examples(directory, split)
         try:

@@ -18,7 +18,7 @@ import yaml
 from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import PipelineError
 
-MODELS = ("convnet", "mlp", "quickstart_cnn")
+MODELS = ("convnet", "mlp", "quickstart_cnn", "strided_cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOOPS = ("fit", "custom")
 STRATEGIES = ("none", "mirrored", "multi_worker")
