@@ -58,6 +58,12 @@ def parse_arguments(argv):
         "--bf16-epochs", type=int, default=3, help="epochs of the bfloat16 comparison (default 3)"
     )
     parser.add_argument(
+        "--bf16-images",
+        type=int,
+        default=0,
+        help="train the bfloat16 comparison on the first N training images (default 0: all)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -80,6 +86,8 @@ def parse_arguments(argv):
         parser.error("--epochs must be at least 2: one warm-up epoch and one round")
     if arguments.bf16_epochs < 2:
         parser.error("--bf16-epochs must be at least 2: one warm-up epoch and one round")
+    if arguments.bf16_images < 0:
+        parser.error("--bf16-images must be 0 (all) or a number of images")
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -125,6 +133,7 @@ def main(argv=None) -> None:
                 arguments.epochs,
                 arm_parts,
                 arguments.bf16_epochs,
+                arguments.bf16_images,
             )
             results.update(summarize_training(training))
             if "bf16" in arm_parts:

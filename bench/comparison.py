@@ -75,7 +75,11 @@ def run_arms(arms: dict, targets: dict) -> None:
 
 
 def compare_training(
-    root: Path, epochs: int, parts=tuple(ARMS_OF_PART), precision_epochs: int = 3
+    root: Path,
+    epochs: int,
+    parts=tuple(ARMS_OF_PART),
+    precision_epochs: int = 3,
+    precision_images: int = 0,
 ) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
     from mnistpipe import paths
@@ -98,7 +102,9 @@ def compare_training(
             labels[:test_count],
         )
 
-    targets = arm_targets(params, splits, load_data, epochs, parts, precision_epochs)
+    targets = arm_targets(
+        params, splits, load_data, epochs, parts, precision_epochs, precision_images
+    )
     names = list(targets)
     turns = Turns(names)
     arms = {name: Arm(name, turns) for name in names}
@@ -108,28 +114,40 @@ def compare_training(
 
 
 def arm_targets(
-    params: dict, splits: dict, load_data, epochs: int, parts, precision_epochs: int
+    params: dict,
+    splits: dict,
+    load_data,
+    epochs: int,
+    parts,
+    precision_epochs: int,
+    precision_images: int = 0,
 ) -> dict:
     """The arms of a run, by name, in their turn order: adding an arm is one entry here.
 
     Each entry trains one arm, given the arm to record into and all the arms.
     ``parts`` picks the arms (ARMS_OF_PART); ``epochs`` are the tutorial's,
-    ``precision_epochs`` those of the float32 and bfloat16 arms.
+    ``precision_epochs`` those of the float32 and bfloat16 arms, which train on
+    the first ``precision_images`` training images when it is not 0 (a CPU without
+    bfloat16 arithmetic emulates it, several times slower than float32).
     """
     seed = params["seed"]
 
-    def pipeline(settings, dtype_policy=None):
+    def pipeline(settings, dtype_policy=None, arm_splits=splits):
         return lambda arm, arms: pipeline_arm(
-            arm, settings, seed, splits, lambda arm: False, dtype_policy
+            arm, settings, seed, arm_splits, lambda arm: False, dtype_policy
         )
 
+    precision_splits = dict(splits)
+    if precision_images:
+        images, labels = splits["train"]
+        precision_splits["train"] = (images[:precision_images], labels[:precision_images])
     precision_settings = {**params["train"], "epochs": precision_epochs}
     every_arm = {
         "tutorial": lambda arm, arms: tutorial_arm(arm, load_data, epochs, seed),
         "quickstart_cnn": pipeline({**params["train"], **QUICKSTART_PARAMS, "epochs": epochs}),
         "preset": pipeline({**params["train"], **FAST_PRESET}),
         **{
-            name: pipeline(precision_settings, policy)
+            name: pipeline(precision_settings, policy, precision_splits)
             for name, policy in PRECISION_POLICIES.items()
         },
     }
@@ -232,6 +250,8 @@ def precision_summary(float32: Arm, bfloat16: Arm) -> dict:
         "bf16_train_speedup_min": min(speedups),
         "bf16_train_speedup_max": max(speedups),
         "precision_epochs": len(float32.epochs),
+        # Each arm's images an epoch: the whole training set, or --bf16-images of it.
+        "precision_training_images": float32.epochs[-1]["images"],
         "float32_test_accuracy": float32.epochs[-1]["test_accuracy"],
         "bf16_test_accuracy": bfloat16.epochs[-1]["test_accuracy"],
         "default_images_per_second": steady_rate(float32),

@@ -147,7 +147,8 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
         )
     if "bf16_train_speedup" in results:
         print(
-            f"bfloat16 against float32, {results['precision_epochs']} epochs of the default: "
+            f"bfloat16 against float32, {results['precision_epochs']} epochs of the default "
+            f"on {results['precision_training_images']} training images: "
             f"speed-up min {results['bf16_train_speedup_min']:.2f}, max "
             f"{results['bf16_train_speedup_max']:.2f}; test accuracy float32 "
             f"{results['float32_test_accuracy']:.4f}, bfloat16 "

@@ -205,10 +205,14 @@ def test_the_training_arms_run_end_to_end_on_tiny_data(tmp_path, monkeypatch, ca
         "2",
         "--bf16-epochs",
         "2",
+        "--bf16-images",
+        "100",
         "--set",
         "train.model=mlp",
     )
     assert set(results["part_seconds"]) == {"training arms"}
+    # The precision arms train on the first 100 images only.
+    assert results["precision_training_images"] == 100
     assert results["preset"]["model"] == FAST_PRESET["model"]
     assert len(results["seconds_per_epoch"]["tutorial"]) == 2
     assert len(results["seconds_per_epoch"]["preset"]) == FAST_PRESET["epochs"]
