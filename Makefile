@@ -41,6 +41,13 @@ setup: $(VENV)/.installed system-packages ## Create .venv from the hashed lock r
 # locked setuptools rather than whatever is newest that day. The project itself comes last,
 # editable, without touching the pins.
 $(VENV)/.installed: $(LOCK) pyproject.toml
+	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	case "$$version" in \
+	  3.11|3.12|3.13) ;; \
+	  "") echo "error: $(PYTHON) does not run; make setup needs Python 3.11 to 3.13 (PYTHON=...)"; exit 1;; \
+	  *) echo "error: $(PYTHON) is Python $$version, expected 3.11 to 3.13 (TensorFlow 2.21's" \
+	       "wheels, pyproject.toml's requires-python): make setup PYTHON=python3.12, say"; exit 1;; \
+	esac
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PACKAGES=python3-venv
 	$(PYTHON) -m venv $(VENV)
 	awk '/^(pip|setuptools)==/ {keep = 1} keep {print} keep && !/\\$$/ {keep = 0}' $(LOCK) \

@@ -136,3 +136,14 @@ def test_the_checkpoint_holds_plain_arrays_only(tmp_path):
     train_run(settings_for("mlp", "fit", epochs=1), checkpoint_path)
     with np.load(checkpoint_path, allow_pickle=False) as archive:
         assert all(archive[name].dtype != object for name in archive.files)
+
+
+# Every warning an error: the weights must reach NumPy without passing through
+# warnings.warn (NumPy 2 warns when an __array__ lacks its copy keyword), where a
+# Ctrl-C's exception would surface as NumPy's TypeError instead (a CI failure).
+@pytest.mark.filterwarnings("error")
+def test_saving_the_checkpoint_and_hashing_the_weights_go_through_no_warning(tmp_path):
+    checkpoint_path = tmp_path / "train.npz"
+    model, _ = train_run(settings_for("mlp", "fit", epochs=1), checkpoint_path)
+    assert checkpoint_path.exists()
+    assert len(weights_sha256(model)) == 64

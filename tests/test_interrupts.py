@@ -213,3 +213,21 @@ def test_a_second_signal_while_unwinding_is_ignored():
             time.sleep(0.1)
     assert raised.value.exit_status == 143
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_exception_a_library_raises_in_place_of_the_interrupt_is_the_interrupt():
+    # NumPy, warning while it converts an array, caught our Interrupted and raised
+    # the TypeError it was handling: the stage printed a traceback (a CI failure).
+    with pytest.raises(Interrupted) as raised, signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except Interrupted:
+            raise TypeError("__array__() got an unexpected keyword argument 'copy'") from None
+    assert raised.value.exit_status == 130
+    assert isinstance(raised.value.__cause__, TypeError)
+
+
+def test_an_exception_without_a_signal_stays_what_it_is():
+    with pytest.raises(ZeroDivisionError), signals_as_interrupts():
+        _ = 1 / 0

@@ -116,3 +116,40 @@ def test_an_export_edited_by_hand_is_found(tmp_path):
     export.write_text(text.replace(first_hash, "", 1))
 
     assert lock_disagreements(root) == [f"{export}: differs from a fresh `uv export` of uv.lock"]
+
+
+def fake_python(directory: Path, version: str) -> Path:
+    script = directory / f"python{version}"
+    script.write_text(f"#!/bin/sh\necho {version}\n")
+    script.chmod(0o755)
+    return script
+
+
+def make_setup_with(python: str, root: Path) -> subprocess.CompletedProcess:
+    # The venv's target alone, in a copy: `make setup` would also run apt.
+    shutil.copy2(REPOSITORY / "Makefile", root / "Makefile")
+    return subprocess.run(
+        ["make", "-C", str(root), ".venv/.installed", f"PYTHON={python}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_setup_with_a_python_tensorflow_has_no_wheels_for_says_which_to_use(tmp_path):
+    (tmp_path / "project").mkdir()
+    root = copy_lock(tmp_path / "project")
+    for python, expected in (
+        (fake_python(tmp_path, "3.14"), "is Python 3.14, expected 3.11 to 3.13"),
+        (tmp_path / "no-such-python", "does not run; make setup needs Python 3.11 to 3.13"),
+    ):
+        result = make_setup_with(str(python), root)
+        assert result.returncode != 0
+        assert f"error: {python} {expected}" in result.stdout, result.stdout + result.stderr
+        assert not (root / ".venv").exists()
+
+
+def test_requires_python_is_the_range_the_makefile_accepts():
+    pyproject = (REPOSITORY / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11,<3.14"' in pyproject
+    assert "3.11|3.12|3.13)" in (REPOSITORY / "Makefile").read_text()

@@ -115,8 +115,10 @@ class Checkpoint:
             "epochs_done": epochs_done,
             "history": history,
         }
+        # variable.numpy(), not np.asarray(variable): Keras's Variable.__array__ lacks
+        # NumPy 2's copy keyword, and NumPy's way around that goes through warnings.warn.
         arrays = {
-            f"variable_{index:04d}": keras.ops.convert_to_numpy(variable)
+            f"variable_{index:04d}": variable.numpy()
             for index, variable in enumerate(_variables(model, optimizer))
         }
         arrays[_STATE_KEY] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)

@@ -163,12 +163,13 @@ def _source_record(raw_directory: Path, dataset: str | None) -> dict:
         if not path.is_file():
             raise PipelineError(f"{path} does not exist; run dvc repro download")
         checksums[role] = sha256_of_file(path)
-    for other in DATASETS.values():
-        if other.name != dataset and other.sha256 == checksums and dataset is not None:
-            raise PipelineError(
-                f"{raw_directory} holds the {other.name} files, but the params' dataset is "
-                f"{dataset}; run dvc repro download (or set dataset: {other.name})"
-            )
+    if dataset is not None:
+        for other in DATASETS.values():
+            if other.name != dataset and other.sha256 == checksums:
+                raise PipelineError(
+                    f"{raw_directory} holds the {other.name} files, but the params' dataset is "
+                    f"{dataset}; run dvc repro download (or set dataset: {other.name})"
+                )
     return {"dataset": dataset, "raw_sha256": checksums}
 
 

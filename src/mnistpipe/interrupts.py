@@ -51,6 +51,12 @@ def signals_as_interrupts() -> Iterator[None]:
     traceback of its own. A signal the parent set to be ignored (``nohup``)
     stays ignored. Outside the main thread (a test runner's worker) the
     handlers cannot be installed, and the block runs as it is.
+
+    The handler runs wherever Python happens to be, inside library code too, and
+    a library may catch what it raises and raise something else (NumPy turns an
+    exception raised while it warns into the TypeError it was handling). Any
+    exception that leaves the block after a signal came is the signal's doing,
+    so it leaves as ``Interrupted``, with the other one chained.
     """
     received: list[int] = []
 
@@ -70,6 +76,10 @@ def signals_as_interrupts() -> Iterator[None]:
         pass
     try:
         yield
+    except Exception as casualty:
+        if received:
+            raise Interrupted(received[0]) from casualty
+        raise
     finally:
         for signal_number, handler_before in previous.items():
             signal.signal(signal_number, handler_before)

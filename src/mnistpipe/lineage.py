@@ -73,5 +73,5 @@ def weights_sha256(model: keras.Model) -> str:
     """A fingerprint of the trained weights, to prove two runs gave the same model."""
     digest = hashlib.sha256()
     for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     return digest.hexdigest()

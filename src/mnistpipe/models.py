@@ -103,9 +103,9 @@ def with_test_time_augmentation(model: keras.Model, augmentation: str) -> keras.
     return keras.Model(inputs, outputs, name=f"{model.name}_{augmentation}_averaged")
 
 
-def _conv_block(x, filters: int):
+def _conv_block(x, filters: int, strides: int = 1):
     # Bias is redundant before BatchNormalization, which adds its own offset.
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     # Momentum 0.9 rather than Keras' 0.99: with a few hundred steps an epoch the
     # moving statistics then track the weights, so validation accuracy is right
     # from the first epoch instead of lagging several epochs behind.
@@ -139,9 +139,7 @@ def build_strided_cnn() -> keras.Model:
     inputs = keras.Input(shape=INPUT_SHAPE)
     x = inputs
     for filters in (32, 64):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.Activation("relu")(x)
+        x = _conv_block(x, filters, strides=2)
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     outputs = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)(x)
