@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from PIL import Image
 
 from mnistpipe.idx import read_images
 from tests.conftest import SYSTEM_FASHION_MNIST, copy_project, set_params
@@ -98,8 +99,10 @@ def test_a_second_repro_runs_no_stage(project):
 def test_a_forced_rerun_gives_byte_identical_metrics_and_weights(project):
     root, _ = project
     before = {name: (root / name).read_bytes() for name in METRICS_FILES}
-    output = dvc(root, "repro", "--force")
-    assert "Running stage 'train'" in output
+    # From train on: the data stages' reruns are test_reproducible's (two fresh clones).
+    output = dvc(root, "repro", "--force", "--downstream", "train")
+    assert "Running stage 'train'" in output and "Running stage 'export'" in output
+    assert "Running stage 'preprocess'" not in output
     for name in METRICS_FILES:
         assert (root / name).read_bytes() == before[name], f"{name} changed between reruns"
     # lineage.json carries the SHA-256 of the trained weights: equal bytes mean equal weights.
@@ -115,19 +118,54 @@ def test_changing_the_gate_reruns_evaluate_but_not_train(project):
     assert "Running stage 'preprocess'" not in output
 
 
-def test_ci_report_prints_params_diff_metrics_diff_and_the_gate_verdict(project):
+def predictions(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="") as stream:
+        return [(row["actual"], row["predicted"]) for row in csv.DictReader(stream)]
+
+
+def test_ci_report_on_a_branch_has_the_diffs_the_verdict_pictures_and_the_flips(project, tmp_path):
     root, _ = project
+    base_predictions = tmp_path / "base_predictions.csv"
+    shutil.copy(root / "plots/predictions.csv", base_predictions)
+    base = run(root, "git", "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    run(root, "git", "checkout", "-q", "-b", "higher-learning-rate")
     set_params(root, "evaluate", min_accuracy=0.0)
     set_params(root, "train", learning_rate=0.003)
     set_params(root, "gate", tolerances={"evaluate.accuracy": 1.0, "evaluate.loss": 100.0})
-    result = run(root, "make", "--no-print-directory", "ci-report", "BASE=HEAD")
-    report = result.stdout
-    assert "## Params against `HEAD`" in report
+    try:
+        result = run(root, "make", "--no-print-directory", "ci-report", f"BASE={base}")
+    finally:
+        # The params' changes go along: the next tests start from them or restore them.
+        run(root, "git", "checkout", "-q", base)
+
+    report = (root / "ci-report.md").read_text()
+    assert report in result.stdout
+    assert f"## Params against `{base}`" in report
     assert re.search(r"\| params\.yaml +\| train\.learning_rate +\| 0\.002 +\| 0\.003 +\|", report)
-    assert "## Metrics against `HEAD`" in report
+    assert f"## Metrics against `{base}`" in report
     assert re.search(r"\| dvclive/metrics\.json +\| eval\.accuracy +\|", report)
     assert "| evaluate.accuracy |" in report and "| pass (tolerance 1," in report
-    assert (root / "ci-report.md").read_text() in report
+    pictures = dict(re.findall(r"!\[([^\]]+)\]\((ci-report/[^)]+\.png)\)", report))
+    for title in ("Accuracy", "Loss", "Confusion matrix"):
+        assert title in pictures, report
+    opened = {}
+    for title, path in pictures.items():
+        with Image.open(root / path) as image:
+            opened[title] = np.asarray(image.convert("RGB"))
+        assert opened[title].shape[0] > 100 and opened[title].shape[1] > 100
+    base_matrix = opened[f"confusion matrix, base ({base})"]
+    branch_matrix = opened["confusion matrix, branch"]
+    assert base_matrix.shape != branch_matrix.shape or (base_matrix != branch_matrix).any()
+
+    before, after = predictions(base_predictions), predictions(root / "plots/predictions.csv")
+    pairs = list(zip(before, after, strict=True))
+    right_to_wrong = sum(b == a and n != a for (a, b), (_, n) in pairs)
+    wrong_to_right = sum(b != a and n == a for (a, b), (_, n) in pairs)
+    assert right_to_wrong + wrong_to_right > 0, "the changed param flipped no test image"
+    assert f"| right to wrong | {right_to_wrong} |" in report
+    assert f"| wrong to right | {wrong_to_right} |" in report
+    with Image.open(root / pictures["test images that flipped"]) as sheet:
+        assert sheet.size[0] > 500
 
 
 def test_ci_report_fails_when_the_gate_fails(project):
