@@ -222,8 +222,9 @@ def test_a_train_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(proje
     # Params no run has used yet, so that DVC's run-cache cannot stand in for training.
     set_params(root, "train", epochs=4, learning_rate=0.0025)
     checkpoint = root / "checkpoints/train.npz"
+    # The train stage alone (with what it depends on): what follows it is not the question.
     process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro"],
+        [sys.executable, "-m", "dvc", "repro", "train"],
         cwd=root,
         env=command_environment(),
         stdout=subprocess.DEVNULL,
@@ -245,7 +246,7 @@ def test_a_train_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(proje
     epochs_done = checkpoint_epochs_done(checkpoint)
     assert 2 <= epochs_done < 4 and not (root / "metrics/train.json").exists()
 
-    output = dvc(root, "repro")
+    output = dvc(root, "repro", "train")
 
     assert f"train: resuming from checkpoints/train.npz after epoch {epochs_done}" in output
     assert f"epoch {epochs_done + 1}/4" in output and "epoch 1/4" not in output
@@ -276,7 +277,8 @@ def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(p
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         assert time.monotonic() < deadline, f"the sweep did not finish in 400 s:\n{status}"
-        time.sleep(2)
+        # Each `dvc queue status` is a second of CPU that the two experiments want.
+        time.sleep(5)
     assert status.count("Success") == 2, status
     shown = json.loads(dvc(root, "exp", "show", "--json"))
     experiments = [
@@ -458,7 +460,19 @@ def test_dvc_exp_show_reads_dvclive_metrics_while_training_runs_and_at_the_end(p
     root, _ = project
     live_metrics = root / "dvclive" / "metrics.json"
     experiment = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "exp", "run", "-S", "train.epochs=3", "-n", "live-3"],
+        # The train stage alone: its live metrics are the question, not what follows.
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "train.epochs=3",
+            "-n",
+            "live-3",
+            "train",
+        ],
         cwd=root,
         env=command_environment(),
         stdout=subprocess.PIPE,
