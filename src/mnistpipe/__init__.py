@@ -5,10 +5,14 @@ more than once (params, IDX parsing, models, metrics, atomic file writing)
 lives here, once.
 """
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 
 # TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN notices) buries
 # the stages' own one-line reports; keep its warnings and errors only.
@@ -26,20 +30,19 @@ _START_UP_NOTICE = re.compile(
 )
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its INFO start-up notices dropped, its other output kept.
+@contextlib.contextmanager
+def _start_up_notices_dropped() -> Iterator[None]:
+    """Within the block, file descriptor 2 goes to a file; then all but the notices go on.
 
     A stage's stderr then holds what matters: its own one-line error, or
     TensorFlow's real warnings.
     """
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
-        return
     sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as captured:
         saved_stderr = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401 (imported for its side effect: loaded once)
+            yield
         finally:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
@@ -50,4 +53,39 @@ def _import_tensorflow_quietly() -> None:
             sys.stderr.flush()
 
 
-_import_tensorflow_quietly()
+class _QuietLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, run with the start-up notices dropped."""
+
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with _start_up_notices_dropped():
+            self.loader.exec_module(module)
+        # Once loaded, the module answers to its own loader, as if nothing had come between.
+        module.__loader__ = module.__spec__.loader = self.loader
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as Python would, the first time anything imports it.
+
+    Only then: the commands that never touch TensorFlow (the gate, push and pull,
+    the release, the download stage) start without the seconds it takes to load.
+    Keras imports it too, as its backend, so every way in is covered.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+if "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+    sys.meta_path.insert(0, _QuietTensorFlowFinder())

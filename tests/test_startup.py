@@ -1,0 +1,41 @@
+"""Start-up: TensorFlow is loaded when something needs it, and without its start-up notices."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    # As a user's shell starts it: TensorFlow's log level is mnistpipe's to choose.
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
+
+
+def test_the_commands_that_need_no_model_start_without_tensorflow():
+    # The gate, push and pull, the release, the command line and the download stage's code.
+    result = python(
+        "import sys\n"
+        "import mnistpipe.cli, mnistpipe.gate, mnistpipe.remote, mnistpipe.release\n"
+        "import mnistpipe.download, mnistpipe.params\n"
+        "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("first", ["import tensorflow", "import keras", "import mnistpipe.models"])
+def test_tensorflow_loads_without_its_start_up_notices_however_it_is_first_imported(first):
+    # Without mnistpipe's finder TensorFlow 2.21 writes "WARNING: All log messages before
+    # absl::InitializeLog() ..." and an I0000 line on stderr, above a stage's own words.
+    result = python(
+        f"import mnistpipe\n{first}\n"
+        "import tensorflow as tf\n"
+        "assert int(tf.constant(2) * 3) == 6\n"
+        "assert tf.__loader__ is tf.__spec__.loader and 'Quiet' not in repr(tf.__loader__)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
