@@ -21,6 +21,18 @@ SHARED_MNIST = REPOSITORY.parent / "shared" / "datasets" / "mnist"
 SYSTEM_FASHION_MNIST = Path(DATASETS["fashion_mnist"].system_directory)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The files that run the real pipeline (marked slow) first, the others after them.
+
+    `make test` hands whole files to its two processes (pytest-xdist, --dist
+    loadfile) in the order collected. In name order the longest files came last,
+    and one process still ran them while the other had nothing left to do; the
+    longest first, the short ones fill in around them and both end together.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable 28x28 uint8 images: class k is a bright 6x6 square at a place of its own."""
     rng = np.random.default_rng(seed)

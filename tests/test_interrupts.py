@@ -148,12 +148,14 @@ def test_training_interrupted_after_an_epoch_says_where_and_the_rerun_resumes(
 ):
     prepare(project, synthetic_files)
     yaml_params = yaml.safe_load((project / "params.yaml").read_text())
-    yaml_params["train"]["epochs"] = 40
+    # Epochs enough that the signal, sent as epoch 2's line is read, lands mid-run (an
+    # epoch here is a fraction of a second); few enough that the resumed rerun is short.
+    yaml_params["train"]["epochs"] = 12
     (project / "params.yaml").write_text(yaml.safe_dump(yaml_params, sort_keys=False))
 
     process = start_training(project)
     try:
-        seen = wait_for_line(process, "epoch 2/40")
+        seen = wait_for_line(process, "epoch 2/12")
         process.send_signal(signal_number)
         stdout = "".join(seen) + assert_interrupted(
             process,
