@@ -99,7 +99,7 @@ run: setup ## Set up, then run the whole pipeline with dvc repro
 TEST_PROCESSES ?= 2
 
 test: setup test-packages ## Run the test suite (unit tests and end-to-end runs of dvc), on two processes
-	python -m pytest -n $(TEST_PROCESSES) --dist loadfile
+	python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 lint: setup ## Check the code with ruff and the GitHub workflows with zizmor (offline)
 	ruff check src stages tests bench
