@@ -117,7 +117,12 @@ def test_forbidden_hanging_and_refusing_mirrors_are_skipped(
     }
     first = [path.split("/")[1] for path in http_server.requests if TRAIN_IMAGES in path]
     # 403 is final, asked once; a hang is retried like any timeout.
-    assert first == ["forbidden", *["hanging"] * download_module.ATTEMPTS_PER_URL, "good"]
+    attempts = download_module.ATTEMPTS_PER_URL
+    assert first[: 1 + attempts] == ["forbidden", *["hanging"] * attempts]
+    # Then the good mirror serves. With a 0.3 s timeout on a busy machine its first
+    # answer may come too late and be asked again (seen once in CI): a retry, bounded.
+    good = first[1 + attempts :]
+    assert set(good) == {"good"} and 1 <= len(good) <= attempts, first
 
 
 def test_when_every_source_fails_the_error_lists_each_with_its_reason(
