@@ -87,7 +87,9 @@ def run_stage_in_this_process(root: Path, stage: str) -> subprocess.CompletedPro
                 runpy.run_path(str(REPOSITORY / "stages" / f"{stage}.py"), run_name="__main__")
                 returncode = 0
             except SystemExit as stage_exit:
-                returncode = stage_exit.code if isinstance(stage_exit.code, int) else 1
+                # As the interpreter turns it into an exit status: None is 0, a message 1.
+                code = stage_exit.code
+                returncode = 0 if code is None else code if isinstance(code, int) else 1
     finally:
         os.chdir(directory_before)
     return subprocess.CompletedProcess(
@@ -95,11 +97,12 @@ def run_stage_in_this_process(root: Path, stage: str) -> subprocess.CompletedPro
     )
 
 
-def run_stage_as_dvc_would(root: Path, stage: str, own_process: bool):
-    """The stage in a process of its own, as DVC runs it, or (own_process False) in this one."""
-    if own_process:
-        return run_stage_process(root, stage)
-    return run_stage_in_this_process(root, stage)
+def run_family_case(request, root: Path, stage: str) -> subprocess.CompletedProcess:
+    """A parametrized family's first case in a process of its own, as DVC runs the
+    stage; its other cases in this process (run_stage_in_this_process)."""
+    first_case = all(index == 0 for index in request.node.callspec.indices.values())
+    run = run_stage_process if first_case else run_stage_in_this_process
+    return run(root, stage)
 
 
 def assert_clear_error(result, *fragments: str) -> None:
@@ -172,9 +175,7 @@ def test_bad_idx_data_stops_preprocess_before_any_training(
     files[name] = damage(files[name])
     write_raw(project, files)
 
-    # The first case in a process of its own, as DVC runs the stage; the rest in this one.
-    own_process = request.node.callspec.id == "wrong-magic"
-    result = run_stage_as_dvc_would(project, "preprocess", own_process)
+    result = run_family_case(request, project, "preprocess")
 
     assert_clear_error(result, name, *fragments)
     assert not (project / "data" / "prepared").exists()
@@ -222,9 +223,7 @@ def test_bad_params_stop_the_stage_with_the_key_named(request, project, params_t
         text = yaml.safe_dump(params, sort_keys=False)
     (project / "params.yaml").write_text(text)
 
-    # The first case in a process of its own, as DVC runs the stage; the rest in this one.
-    own_process = request.node.callspec.id == "zero-epochs"
-    result = run_stage_as_dvc_would(project, "train", own_process)
+    result = run_family_case(request, project, "train")
 
     assert_clear_error(result, *fragments)
 

@@ -28,7 +28,7 @@ from mnistpipe.models import build_mlp
 from tests.conftest import REPOSITORY, synthetic_split, write_mirror
 from tests.test_failures import (
     assert_clear_error,
-    run_stage_as_dvc_would,
+    run_family_case,
     run_stage_in_this_process,
     run_stage_process,
     write_raw,
@@ -89,9 +89,7 @@ def test_a_model_that_does_not_fit_the_dataset_stops_evaluate(
     prepare_in(project)
     save_model(project, make_model())
 
-    # The first case in a process of its own, as DVC runs the stage; the other in this one.
-    own_process = request.node.callspec.id == "other-input"
-    result = run_stage_as_dvc_would(project, "evaluate", own_process)
+    result = run_family_case(request, project, "evaluate")
 
     assert_clear_error(result, "models/model.keras", *fragments, "dvc repro --force train")
     assert not (project / "metrics").exists()
@@ -170,8 +168,9 @@ def test_prepared_data_of_another_dataset_is_refused(project, stage, storage_for
     save_model(project, build_mlp(0.2))
     outputs_before = sorted(path.name for path in project.rglob("*"))
 
-    # Each stage's first case in a process of its own, as DVC runs it; tfrecord in this one.
-    result = run_stage_as_dvc_would(project, stage, own_process=storage_format == "npy")
+    # Each stage's first case (npy) in a process of its own, as DVC runs it; tfrecord in this one.
+    run = run_stage_process if storage_format == "npy" else run_stage_in_this_process
+    result = run(project, stage)
 
     assert_clear_error(
         result, "data/prepared/source.json", "dataset 'mnist'", "dataset is 'fashion_mnist'"

@@ -2,6 +2,7 @@
 
 import csv
 import http.server
+import itertools
 import json
 import os
 import re
@@ -272,19 +273,17 @@ def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(p
     dvc(root, "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.003")
     dvc(root, "queue", "start", "--jobs", "2")
     deadline = time.monotonic() + 400
-    polls = 0
-    while True:
+    for poll in itertools.count(1):
         # Each finished experiment is a git ref: reading them costs the two running
         # experiments nothing, where each `dvc queue status` takes a second of CPU
         # from them. That one only every 30 s, to see a failed experiment early.
         finished = run(root, "git", "for-each-ref", "--format=%(refname)", "refs/exps/")
         # A saved experiment's ref: refs/exps/<baseline commit, split 2/38>/<name>.
         saved = re.findall(r"^refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/\S+$", finished.stdout, re.M)
-        status = dvc(root, "queue", "status") if polls % 15 == 14 or len(saved) >= 2 else ""
+        status = dvc(root, "queue", "status") if poll % 15 == 0 or len(saved) >= 2 else ""
         if status and not re.search(r"\b(Queued|Running)\b", status):
             break
         assert time.monotonic() < deadline, f"the sweep did not finish in 400 s:\n{status}"
-        polls += 1
         time.sleep(2)
     assert status.count("Success") == 2, status
     shown = json.loads(dvc(root, "exp", "show", "--json"))
