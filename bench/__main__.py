@@ -13,6 +13,7 @@ import yaml
 
 import bench
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
+from bench.onednn import measure_onednn
 from bench.pipeline_timing import copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
@@ -24,8 +25,10 @@ from bench.test_time_augmentation import measure_test_time_augmentation
 # pipeline: every stage as dvc repro runs it, and the export's serving speed;
 # seeds: the default trained with more seeds; tta: test-time augmentation on the
 # default model; training, preset, bf16: the training arms (bench/comparison.py);
-# scaling: cost at 1x, 4x, 10x the training set.
-PARTS = ("pipeline", "tta", *ARMS_OF_PART, "scaling", "seeds")
+# onednn: the default's training and serving and the tutorial's training with
+# TensorFlow's oneDNN kernels off and on (bench/onednn.py); scaling: cost at
+# 1x, 4x, 10x the training set.
+PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "scaling", "seeds")
 # Parts that measure the model the pipeline's train stage wrote.
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
@@ -64,6 +67,18 @@ def parse_arguments(argv):
         help="train the bfloat16 comparison on the first N training images (default 0: all)",
     )
     parser.add_argument(
+        "--onednn-rounds",
+        type=int,
+        default=2,
+        help="rounds of the oneDNN comparison, one process off and one on each (default 2)",
+    )
+    parser.add_argument(
+        "--onednn-images",
+        type=int,
+        default=12000,
+        help="training images of the oneDNN comparison's epochs (default 12000)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -88,6 +103,8 @@ def parse_arguments(argv):
         parser.error("--bf16-epochs must be at least 2: one warm-up epoch and one round")
     if arguments.bf16_images < 0:
         parser.error("--bf16-images must be 0 (all) or a number of images")
+    if arguments.onednn_rounds < 1 or arguments.onednn_images < 1:
+        parser.error("--onednn-rounds and --onednn-images must be at least 1")
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -147,6 +164,17 @@ def main(argv=None) -> None:
                         ).items()
                     }
                 )
+            save(results, arguments.results)
+        if "onednn" in parts:
+            results.update(
+                timed(
+                    "onednn",
+                    measure_onednn,
+                    root,
+                    arguments.onednn_rounds,
+                    arguments.onednn_images,
+                )
+            )
             save(results, arguments.results)
         if "scaling" in parts:
             results["scaling"] = timed(

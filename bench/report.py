@@ -42,6 +42,8 @@ GOALS = [
     ),
     ("TTA serving one image, ms (median)", "tta_serving_single_ms_p50", "<=", 2.0, "{:.2f}"),
     ("bfloat16 training speed-up per epoch", "bf16_train_speedup", ">=", 1.0, "{:.2f}"),
+    ("oneDNN kernels: default training speed-up", "onednn_train_speedup", ">=", 1.0, "{:.2f}"),
+    ("oneDNN kernels: serving speed-up", "onednn_serving_speedup", ">=", 1.0, "{:.2f}"),
     ("no-op dvc repro, s", "noop_repro_seconds", "<=", 3.0, "{:.2f}"),
     ("preprocess, s", "preprocess_seconds", "<=", 10.0, "{:.1f}"),
     ("evaluate + export, s", "evaluate_export_seconds", "<=", 60.0, "{:.1f}"),
@@ -161,6 +163,23 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             )
         )
         print(f"bfloat16 verdict: {bfloat16_verdict(results)}")
+    if "onednn_train_speedup" in results:
+        print(
+            f"oneDNN kernels on / off, {len(results['onednn_rounds']['on'])} rounds of one "
+            f"process each, the second of 2 epochs on {results['onednn_images']} images: "
+            + ", ".join(
+                f"{label} {results[f'onednn_{figure}_speedup']:.2f}x (min "
+                f"{results[f'onednn_{figure}_speedup_min']:.2f}, max "
+                f"{results[f'onednn_{figure}_speedup_max']:.2f})"
+                for label, figure in (
+                    ("default training", "train"),
+                    ("its serving", "serving"),
+                    ("the tutorial's training", "tutorial"),
+                )
+            )
+            + "; reruns identical within each setting: "
+            + ("yes" if results["onednn_reruns_identical"] else "NO")
+        )
     if "scaling" in results:
         print("scaling (TFRecord, 1 epoch):")
         print(

@@ -242,3 +242,29 @@ def test_the_scaling_table_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, c
     assert all(row["preprocess_peak_rss_mb"] > 0 and row["train_peak_rss_mb"] > 0 for row in rows)
     assert results["scaling"]["params"]["preprocess"]["format"] == "tfrecord"
     assert "scaling: train peak RSS, largest/1x" in capsys.readouterr().out
+
+
+def test_the_onednn_comparison_runs_each_setting_in_a_process_of_its_own(
+    tmp_path, monkeypatch, capsys
+):
+    results = run_bench(
+        tmp_path,
+        monkeypatch,
+        "--only",
+        "onednn",
+        "--onednn-rounds",
+        "1",
+        "--onednn-images",
+        "100",
+        "--set",
+        "train.model=mlp",
+    )
+    assert set(results["part_seconds"]) == {"onednn"}
+    # Each arm checked that TensorFlow ran the kernels it was asked for.
+    assert [arm["onednn_kernels"] for arm in results["onednn_rounds"]["off"]] == [False]
+    assert [arm["onednn_kernels"] for arm in results["onednn_rounds"]["on"]] == [True]
+    for figure in ("train", "serving", "tutorial"):
+        assert results[f"onednn_{figure}_speedup"] > 0
+    printed = capsys.readouterr().out
+    assert "oneDNN kernels: default training speed-up" in printed
+    assert "reruns identical within each setting: yes" in printed

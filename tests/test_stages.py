@@ -35,6 +35,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert "lineage" not in train_metrics
     lineage = json.loads(paths.LINEAGE.read_text())
     assert lineage["environment_lock_sha256"] == sha256_of_file(REPOSITORY / "uv.lock")
+    assert lineage["onednn_kernels"] is True  # mnistpipe turns them on (test_startup.py)
     # dvclive's log: the last epoch's figures, and a row an epoch for each curve.
     live_metrics = json.loads(paths.LIVE_METRICS.read_text())
     assert set(live_metrics) == {"train", "eval", "step"} and live_metrics["step"] == 1
@@ -80,6 +81,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert f"accuracy **{report['accuracy']:.4f}**" in card
     assert lineage["weights_sha256"] in card
     assert f"Environment lock (`uv.lock`) SHA-256: `{lineage['environment_lock_sha256']}`" in card
+    assert "- TensorFlow's kernels: oneDNN\n" in card
     assert f"Quality bar: met. The test accuracy {report['accuracy']:.4f} meets" in card
     assert "| 9 | Ankle boot |" in card
 

@@ -7,9 +7,14 @@ import sys
 import pytest
 
 
-def python(code: str) -> subprocess.CompletedProcess:
-    # As a user's shell starts it: TensorFlow's log level is mnistpipe's to choose.
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+def python(code: str, **variables: str) -> subprocess.CompletedProcess:
+    # As a user's shell starts it: TensorFlow's log level and kernels are mnistpipe's to choose.
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+    }
+    environment.update(variables)
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
     )
@@ -20,7 +25,7 @@ def test_the_commands_that_need_no_model_start_without_tensorflow():
     result = python(
         "import sys\n"
         "import mnistpipe.cli, mnistpipe.gate, mnistpipe.remote, mnistpipe.release\n"
-        "import mnistpipe.download, mnistpipe.params\n"
+        "import mnistpipe.download, mnistpipe.params, mnistpipe.report\n"
         "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
     )
     assert result.returncode == 0, result.stderr
@@ -39,3 +44,15 @@ def test_tensorflow_loads_without_its_start_up_notices_however_it_is_first_impor
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"), [({}, "True"), ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "False")]
+)
+def test_onednn_kernels_are_on_unless_the_environment_turns_them_off(variables, expected):
+    # TensorFlow leaves them off by itself on CPUs without AVX-512 VNNI or BF16, as here.
+    result = python(
+        "import mnistpipe.lineage\nprint(mnistpipe.lineage.onednn_kernels())\n", **variables
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{expected}\n"

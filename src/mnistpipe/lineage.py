@@ -32,7 +32,20 @@ def lineage(weights_sha256: str, prepared: str | os.PathLike) -> dict:
         "data_sha256": directory_sha256(prepared),
         "versions": library_versions(),
         "environment_lock_sha256": environment_lock_sha256(paths.ENVIRONMENT_LOCK),
+        "onednn_kernels": onednn_kernels(),
     }
+
+
+def onednn_kernels() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels in this process.
+
+    They give other (equally good) floating-point results than TensorFlow's own kernels,
+    so two runs are comparable byte for byte only where this agrees (see mnistpipe/__init__).
+    TensorFlow tells it only through this internal module, pinned with TensorFlow in uv.lock.
+    """
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def environment_lock_sha256(lock: str | os.PathLike) -> str | None:

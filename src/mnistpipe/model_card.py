@@ -30,6 +30,13 @@ def _environment_lock_line(lock_sha256: str | None) -> str:
     return f"Environment lock (`uv.lock`) SHA-256: `{lock_sha256}`"
 
 
+def _kernels_line(onednn: bool | None) -> str:
+    # Reruns agree byte for byte only on the same kernels (mnistpipe/__init__ says why).
+    if onednn is None:
+        return "not recorded"
+    return "oneDNN" if onednn else "TensorFlow's own (oneDNN off)"
+
+
 def _yaml_value(value) -> str:
     # As params.yaml spells it: true/false, not Python's True/False.
     text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -144,7 +151,8 @@ def model_card(
         f"- Weights SHA-256: `{lineage['weights_sha256']}`\n"
         f"- Prepared data SHA-256: `{lineage['data_sha256']}`\n"
         f"- Libraries: {versions}\n"
-        f"- {_environment_lock_line(lineage['environment_lock_sha256'])}",
+        f"- {_environment_lock_line(lineage['environment_lock_sha256'])}\n"
+        f"- TensorFlow's kernels: {_kernels_line(lineage.get('onednn_kernels'))}",
         "## Intended use",
         f"Classifying images like the dataset's own ({description}) into its ten classes: "
         "teaching, benchmarking training pipelines, and as a baseline for such work. "
