@@ -166,7 +166,8 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
     if "onednn_train_speedup" in results:
         print(
             f"oneDNN kernels on / off, {len(results['onednn_rounds']['on'])} rounds of one "
-            f"process each, the second of 2 epochs on {results['onednn_images']} images: "
+            f"process per setting, the second of 2 epochs on {results['onednn_images']} "
+            "images: "
             + ", ".join(
                 f"{label} {results[f'onednn_{figure}_speedup']:.2f}x (min "
                 f"{results[f'onednn_{figure}_speedup_min']:.2f}, max "

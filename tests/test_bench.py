@@ -14,6 +14,7 @@ import pytest
 from bench.__main__ import main as bench_main
 from bench.arms import Arm
 from bench.comparison import FAST_PRESET, summarize_training
+from bench.onednn import summarize_onednn
 from bench.pipeline_timing import timed_process
 from bench.report import bfloat16_verdict, report, verdicts
 from bench.scaling import summarize_scaling
@@ -263,8 +264,34 @@ def test_the_onednn_comparison_runs_each_setting_in_a_process_of_its_own(
     # Each arm checked that TensorFlow ran the kernels it was asked for.
     assert [arm["onednn_kernels"] for arm in results["onednn_rounds"]["off"]] == [False]
     assert [arm["onednn_kernels"] for arm in results["onednn_rounds"]["on"]] == [True]
+    assert results["onednn_images"] == 100
     for figure in ("train", "serving", "tutorial"):
         assert results[f"onednn_{figure}_speedup"] > 0
     printed = capsys.readouterr().out
     assert "oneDNN kernels: default training speed-up" in printed
-    assert "reruns identical within each setting: yes" in printed
+    assert "the second of 2 epochs on 100 images" in printed
+
+
+def test_the_onednn_summary_takes_ratios_inside_rounds_and_sees_reruns_that_differ():
+    def arm(train, serving, tutorial, weights):
+        return {
+            "images": 100,
+            "train_images_per_second": train,
+            "serving_images_per_second": serving,
+            "tutorial_images_per_second": tutorial,
+            "weights_sha256": weights,
+        }
+
+    arms = {
+        "off": [arm(100, 1000, 50, "a"), arm(50, 500, 50, "a"), arm(100, 1000, 100, "a")],
+        "on": [arm(200, 1500, 50, "b"), arm(150, 500, 100, "b"), arm(100, 2000, 100, "b")],
+    }
+    summary = summarize_onednn(arms)
+    assert summary["onednn_train_speedup"] == 2.0  # rounds 2.0, 3.0, 1.0
+    assert (summary["onednn_train_speedup_min"], summary["onednn_train_speedup_max"]) == (1, 3)
+    assert summary["onednn_serving_speedup"] == 1.5
+    assert summary["onednn_tutorial_speedup"] == 1.0
+    assert summary["onednn_images"] == 100
+    assert summary["onednn_reruns_identical"] is True
+    arms["on"][2]["weights_sha256"] = "c"
+    assert summarize_onednn(arms)["onednn_reruns_identical"] is False

@@ -2,7 +2,7 @@
 
 import keras
 
-from mnistpipe.lineage import directory_sha256, weights_sha256
+from mnistpipe.lineage import directory_sha256, onednn_kernels, weights_sha256
 from mnistpipe.models import build_model
 
 
@@ -24,3 +24,12 @@ def test_the_weights_hash_changes_with_any_weight():
     kernel = model.weights[0]
     kernel.assign(kernel.numpy() + 1e-3)
     assert weights_sha256(model) != before
+
+
+def test_the_kernels_record_is_none_where_tensorflow_cannot_tell(monkeypatch):
+    # A TensorFlow without the internal module must not fail a finished training.
+    from tensorflow.python.util import _pywrap_util_port
+
+    assert onednn_kernels() is True  # mnistpipe turned them on before TensorFlow loaded
+    monkeypatch.delattr(_pywrap_util_port, "IsMklEnabled")
+    assert onednn_kernels() is None

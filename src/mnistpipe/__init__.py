@@ -18,13 +18,12 @@ from collections.abc import Iterator
 # the stages' own one-line reports; keep its warnings and errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI
-# or BF16. On AVX2 CPUs they are off, yet they train the default convnet about
-# 1.3x and serve it about 1.4x faster than TensorFlow's own kernels (`make bench`
-# measures it: `mnistpipe bench --only onednn`), reruns are still identical, and
-# the tutorial's per-step-bound loop is unchanged. Set before TensorFlow loads;
-# TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them off, and
-# metrics/lineage.json records which kernels a model was trained with.
+# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI,
+# AVX-512 BF16, AVX-VNNI or AMX. On plain AVX2 CPUs they are off, yet they train
+# and serve the default convnet faster there, with reruns still identical
+# (README.md, Speed: `mnistpipe bench --only onednn` measures it). Set before
+# TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them
+# off, and metrics/lineage.json records which kernels trained a model.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

@@ -38,8 +38,8 @@ def classification_report(
         }
         for index, name in enumerate(class_names)
     }
-    # Imported here: the loss is Keras', and `make ci-report` builds its tables from
-    # this module without loading TensorFlow.
+    # Imported here: the loss is Keras', and figures.py imports this module for its
+    # confusion counts alone (so does the CI report through it): no TensorFlow for that.
     from mnistpipe.recipe import make_loss
 
     loss = float(make_loss()(labels, logits))

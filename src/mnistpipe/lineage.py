@@ -36,16 +36,20 @@ def lineage(weights_sha256: str, prepared: str | os.PathLike) -> dict:
     }
 
 
-def onednn_kernels() -> bool:
-    """Whether TensorFlow runs its oneDNN kernels in this process.
+def onednn_kernels() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process; None where it cannot say.
 
     They give other (equally good) floating-point results than TensorFlow's own kernels,
     so two runs are comparable byte for byte only where this agrees (see mnistpipe/__init__).
-    TensorFlow tells it only through this internal module, pinned with TensorFlow in uv.lock.
+    TensorFlow tells it only through an internal module (pinned with TensorFlow in uv.lock);
+    a TensorFlow without it must not fail a finished training, so the record is then None.
     """
-    from tensorflow.python.util import _pywrap_util_port
+    try:
+        from tensorflow.python.util import _pywrap_util_port
 
-    return bool(_pywrap_util_port.IsMklEnabled())
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def environment_lock_sha256(lock: str | os.PathLike) -> str | None:
