@@ -178,6 +178,7 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
                     ("the tutorial's training", "tutorial"),
                 )
             )
+            + f"; one image's serving latency {results['onednn_single_image_latency_ratio']:.2f}x"
             + "; reruns identical within each setting: "
             + ("yes" if results["onednn_reruns_identical"] else "NO")
         )

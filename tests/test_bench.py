@@ -270,27 +270,30 @@ def test_the_onednn_comparison_runs_each_setting_in_a_process_of_its_own(
     printed = capsys.readouterr().out
     assert "oneDNN kernels: default training speed-up" in printed
     assert "the second of 2 epochs on 100 images" in printed
+    assert results["onednn_single_image_latency_ratio"] > 0
 
 
 def test_the_onednn_summary_takes_ratios_inside_rounds_and_sees_reruns_that_differ():
-    def arm(train, serving, tutorial, weights):
+    def arm(train, serving, tutorial, weights, latency=1.0):
         return {
             "images": 100,
             "train_images_per_second": train,
             "serving_images_per_second": serving,
+            "serving_single_ms_p50": latency,
             "tutorial_images_per_second": tutorial,
             "weights_sha256": weights,
         }
 
     arms = {
         "off": [arm(100, 1000, 50, "a"), arm(50, 500, 50, "a"), arm(100, 1000, 100, "a")],
-        "on": [arm(200, 1500, 50, "b"), arm(150, 500, 100, "b"), arm(100, 2000, 100, "b")],
+        "on": [arm(200, 1500, 50, "b", 2.0), arm(150, 500, 100, "b"), arm(100, 2000, 100, "b")],
     }
     summary = summarize_onednn(arms)
     assert summary["onednn_train_speedup"] == 2.0  # rounds 2.0, 3.0, 1.0
     assert (summary["onednn_train_speedup_min"], summary["onednn_train_speedup_max"]) == (1, 3)
     assert summary["onednn_serving_speedup"] == 1.5
     assert summary["onednn_tutorial_speedup"] == 1.0
+    assert summary["onednn_single_image_latency_ratio"] == 1.0  # rounds 2.0, 1.0, 1.0
     assert summary["onednn_images"] == 100
     assert summary["onednn_reruns_identical"] is True
     arms["on"][2]["weights_sha256"] = "c"
