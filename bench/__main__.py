@@ -20,6 +20,7 @@ from bench.scaling import FACTORS, measure_scaling
 from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
 from bench.test_time_augmentation import measure_test_time_augmentation
+from mnistpipe import interrupts
 
 # The parts of a run, in the order they run; --only picks some.
 # pipeline: every stage as dvc repro runs it, and the export's serving speed;
@@ -116,7 +117,11 @@ def parse_arguments(argv):
     return arguments
 
 
-def main(argv=None) -> None:
+# Ctrl-C or a SIGTERM ends a run of an hour with one line, as the stages do; every
+# part finished is already in the results file (saved after each), and the
+# temporary project goes.
+@interrupts.handled("bench", "; the results file keeps the parts already measured; run it again")
+def main(argv=None) -> int | None:
     arguments = parse_arguments(argv)
     parts = arguments.parts
     root = Path(tempfile.mkdtemp(prefix="mnistpipe-bench-"))
@@ -263,4 +268,4 @@ def save(results: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -20,7 +20,7 @@ SETTINGS = {"off": "0", "on": "1"}
 
 
 def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
-    """Ratios on / off of each figure, taken inside each round (median, min, max)."""
+    """Run ``rounds`` rounds of one process off and one on; their summary (summarize_onednn)."""
     arms: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for round_number in range(1, rounds + 1):
         for name, value in SETTINGS.items():
@@ -59,19 +59,20 @@ def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
 
 def summarize_onednn(arms: dict[str, list[dict]]) -> dict:
     """Ratios on / off of each figure, taken inside each round (median, min, max)."""
+
+    def ratios(key: str) -> list[float]:
+        return [on[key] / off[key] for off, on in zip(arms["off"], arms["on"], strict=True)]
+
     results = {"onednn_images": arms["on"][0]["images"], "onednn_rounds": arms}
     for figure in ("train", "serving", "tutorial"):
-        key = f"{figure}_images_per_second"
-        ratios = [on[key] / off[key] for off, on in zip(arms["off"], arms["on"], strict=True)]
-        results[f"onednn_{figure}_speedup"] = statistics.median(ratios)
-        results[f"onednn_{figure}_speedup_min"] = min(ratios)
-        results[f"onednn_{figure}_speedup_max"] = max(ratios)
+        speedups = ratios(f"{figure}_images_per_second")
+        results[f"onednn_{figure}_speedup"] = statistics.median(speedups)
+        results[f"onednn_{figure}_speedup_min"] = min(speedups)
+        results[f"onednn_{figure}_speedup_max"] = max(speedups)
     # One image at a time the kernels cost more than they save (a latency, lower is better).
-    ratios = [
-        on["serving_single_ms_p50"] / off["serving_single_ms_p50"]
-        for off, on in zip(arms["off"], arms["on"], strict=True)
-    ]
-    results["onednn_single_image_latency_ratio"] = statistics.median(ratios)
+    results["onednn_single_image_latency_ratio"] = statistics.median(
+        ratios("serving_single_ms_p50")
+    )
     # Identical reruns hold within each setting: every round trains the same weights.
     results["onednn_reruns_identical"] = all(
         len({figures["weights_sha256"] for figures in arms[name]}) == 1 for name in SETTINGS
@@ -132,11 +133,12 @@ def measure_one_arm(root: Path, images: int) -> dict:
 
     def load_data():
         # The tutorial's uint8 arrays, as keras.datasets gives them (bench/comparison.py).
-        (raw_images, raw_labels), test = (
-            read_raw(root / paths.RAW, "train"),
-            read_raw(root / paths.RAW, "test"),
+        train_pixels, train_classes = read_raw(root / paths.RAW, "train")
+        test_pixels, test_classes = read_raw(root / paths.RAW, "test")
+        return (train_pixels[:images], train_classes[:images]), (
+            test_pixels[:1000],
+            test_classes[:1000],
         )
-        return (raw_images[:images], raw_labels[:images]), (test[0][:1000], test[1][:1000])
 
     started = time.perf_counter()
     for figures in quickstart.run(load_data, EPOCHS=2):

@@ -7,6 +7,7 @@ epochs, and the end-to-end run uses a few hundred synthetic images.
 import json
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,12 +183,18 @@ def test_a_stage_peak_memory_is_its_own_not_the_benchmark_s(tmp_path):
     del held
 
 
-def run_bench(tmp_path, monkeypatch, *options) -> dict:
-    """``python -m bench`` on 300 synthetic training images, in this process; its results."""
+def synthetic_raw(tmp_path) -> Path:
+    """The four IDX files of 300 training and 60 test images, in tmp_path/raw."""
     raw = tmp_path / "raw"
     raw.mkdir()
     for name, content in synthetic_idx_files(300, 60).items():
         (raw / name).write_bytes(content)
+    return raw
+
+
+def run_bench(tmp_path, monkeypatch, *options) -> dict:
+    """``python -m bench`` on 300 synthetic training images, in this process; its results."""
+    raw = synthetic_raw(tmp_path)
     # The benchmark works inside its temporary project; come back here afterwards.
     monkeypatch.chdir(tmp_path)
     results_path = tmp_path / "results.json"
@@ -298,3 +305,21 @@ def test_the_onednn_summary_takes_ratios_inside_rounds_and_sees_reruns_that_diff
     assert summary["onednn_reruns_identical"] is True
     arms["on"][2]["weights_sha256"] = "c"
     assert summarize_onednn(arms)["onednn_reruns_identical"] is False
+
+
+def test_an_interrupted_bench_ends_with_one_line_and_its_exit_status(
+    tmp_path, monkeypatch, capsys
+):
+    import bench.__main__
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.__main__, "measure_onednn", interrupted)
+    raw = synthetic_raw(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    status = bench_main(["--raw", str(raw), "--results", "results.json", "--only", "onednn"])
+    assert status == 130
+    error = capsys.readouterr().err
+    assert error.startswith("error: bench: interrupted; the results file keeps"), error
+    assert error.count("\n") == 1, error
