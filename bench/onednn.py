@@ -35,9 +35,11 @@ def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
             )
             figures = _arm_figures(completed)
             if figures is None:
+                # Its last line says why (a stage-style error, or an exception's own line).
+                reason = (completed.stderr.strip().splitlines() or ["no message"])[-1]
                 sys.exit(
                     f"bench: the oneDNN {name} arm (TF_ENABLE_ONEDNN_OPTS={value}) failed with "
-                    f"exit status {completed.returncode}:\n{completed.stderr.strip()}"
+                    f"exit status {completed.returncode}: {reason}"
                 )
             if figures["onednn_kernels"] != (name == "on"):
                 sys.exit(

@@ -15,7 +15,7 @@ import pytest
 from bench.__main__ import main as bench_main
 from bench.arms import Arm
 from bench.comparison import FAST_PRESET, summarize_training
-from bench.onednn import summarize_onednn
+from bench.onednn import measure_onednn, summarize_onednn
 from bench.pipeline_timing import timed_process
 from bench.report import bfloat16_verdict, report, verdicts
 from bench.scaling import summarize_scaling
@@ -323,3 +323,12 @@ def test_an_interrupted_bench_ends_with_one_line_and_its_exit_status(
     error = capsys.readouterr().err
     assert error.startswith("error: bench: interrupted; the results file keeps"), error
     assert error.count("\n") == 1, error
+
+
+def test_a_failing_onednn_arm_ends_the_bench_with_one_line_naming_it(tmp_path):
+    # No project there: the arm's process fails; its last line of stderr says why.
+    with pytest.raises(SystemExit) as stopped:
+        measure_onednn(tmp_path, rounds=1, images=10)
+    message = str(stopped.value.code)
+    assert message.startswith("bench: the oneDNN off arm (TF_ENABLE_ONEDNN_OPTS=0) fail"), message
+    assert "\n" not in message and "params.yaml" in message, message
