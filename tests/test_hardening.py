@@ -137,7 +137,7 @@ def test_a_flipped_byte_in_a_tfrecord_shard_stops_train_naming_the_shard(project
 
 
 def test_tfrecord_shards_of_another_image_size_stop_train(project, tmp_path):
-    from mnistpipe.data import write_tfrecords
+    from mnistpipe.tfrecords import write_tfrecords
 
     images, labels = synthetic_split(60, seed=3)
     wide = np.zeros((60, 32, 32), dtype=np.uint8)

@@ -11,7 +11,9 @@ the storage:
   and may live wherever TensorFlow's file system reaches (``gs://``, ``s3://``).
   Example ``i`` goes to shard ``i mod n``, and tf.data's interleave reads the
   shards in parallel and round-robin, which gives back the original order: the
-  same seeded shuffle then makes the same batches as from ``.npy``.
+  same seeded shuffle then makes the same batches as from ``.npy``
+  (``mnistpipe.tfrecords``, loaded only for this format: preprocessing to npy
+  never loads TensorFlow).
 
 Either way ``source.json`` beside the data names the dataset it was made from
 and the SHA-256 of each raw file read: arrays of another dataset have the same
@@ -25,9 +27,9 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
@@ -41,12 +43,14 @@ from mnistpipe.idx import (
 )
 from mnistpipe.params import FORMATS
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 SPLITS = ("train", "val", "test")
 # Names the TFRecord shards and their counts; its absence means the npy format.
 TFRECORD_MANIFEST = "tfrecord.json"
 # Names the dataset the prepared data was made from (see the module's docstring).
 SOURCE_RECORD = "source.json"
-_TFRECORD_COMPRESSION = "GZIP"
 # What a stage says when derived data is damaged: rebuild it, or take DVC's copy.
 REBUILD = "run dvc repro --force preprocess (or dvc checkout data/prepared)"
 
@@ -216,6 +220,8 @@ def _prepare_tfrecords(
     the scaling table): example by example, in the raw files' order, each goes to
     its split's next shard, so the shards are those write_tfrecords writes.
     """
+    from mnistpipe import tfrecords
+
     train_labels = read_labels(raw_directory / FILE_NAMES["train_labels"])
     test_labels = read_labels(raw_directory / FILE_NAMES["test_labels"])
     label_counts = {"train": len(train_labels), "test": len(test_labels)}
@@ -235,10 +241,11 @@ def _prepare_tfrecords(
     # Both image files are checked before any shard is written.
     train_chunks = _image_chunks(raw_directory, "train", label_counts["train"], len(train_labels))
     test_chunks = _image_chunks(raw_directory, "test", label_counts["test"], len(test_labels))
-    writers = {
-        split: _ShardWriter(directory, split, count, shard_size) for split, count in splits.items()
-    }
-    try:
+    with tfrecords.failed_writes_as_os_errors():
+        writers = {
+            split: tfrecords.ShardWriter(directory, split, count, shard_size)
+            for split, count in splits.items()
+        }
         for start, images in train_chunks:
             for offset, image in enumerate(images):
                 index = start + offset
@@ -248,11 +255,7 @@ def _prepare_tfrecords(
             for offset, image in enumerate(images):
                 writers["test"].write(image, test_labels[start + offset])
         manifest = {split: writer.close() for split, writer in writers.items()}
-    except tf.errors.OpError as error:
-        # TensorFlow reports a failed write (a full disk) as its own error,
-        # "PATH; REASON": as an OSError, atomic_directory reports it as one.
-        raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
-    _write_manifest(directory, manifest)
+    tfrecords.write_manifest(directory, manifest)
     return splits
 
 
@@ -300,80 +303,6 @@ def _read_chunks(path: Path, header_bytes: int, count: int):
             yield start, pixels.reshape(chunk, IMAGE_SIDE, IMAGE_SIDE)
 
 
-class _ShardWriter:
-    """One split's TFRecord shards, open together: the split's example i goes to shard i mod n."""
-
-    def __init__(self, directory: Path, split: str, count: int, shard_size: int):
-        self.directory, self.count = directory, count
-        shard_count = max(1, -(-count // shard_size))
-        self.names = [
-            f"{split}-{index:05d}-of-{shard_count:05d}.tfrecord.gz" for index in range(shard_count)
-        ]
-        options = tf.io.TFRecordOptions(compression_type=_TFRECORD_COMPRESSION)
-        self.writers = [
-            tf.io.TFRecordWriter(str(directory / name), options) for name in self.names
-        ]
-        self.written = 0
-
-    def write(self, image: np.ndarray, label) -> None:
-        # Round-robin: shard k holds examples k, k + n, k + 2n, ...
-        self.writers[self.written % len(self.writers)].write(_example(image, label))
-        self.written += 1
-
-    def close(self) -> dict:
-        """Close the shards; the split's manifest entry."""
-        for writer in self.writers:
-            writer.close()
-        # Each shard's SHA-256, so that a reader notices a damaged shard before
-        # TensorFlow fails on it half way through an epoch.
-        checksums = {name: sha256_of_file(self.directory / name) for name in self.names}
-        return {"count": self.count, "shards": self.names, "sha256": checksums}
-
-
-def write_tfrecords(directory: Path, arrays: dict, shard_size: int) -> None:
-    """Each split as GZIP TFRecord shards of tf.train.Example (uint8 pixels, int64 label)."""
-    manifest = {}
-    for split, (images, labels) in arrays.items():
-        try:
-            writer = _ShardWriter(directory, split, len(labels), shard_size)
-            for image, label in zip(images, labels, strict=True):
-                writer.write(image, label)
-            manifest[split] = writer.close()
-        except tf.errors.OpError as error:
-            # TensorFlow reports a failed write (a full disk) as its own error,
-            # "PATH; REASON": as an OSError, atomic_directory reports it as one.
-            raise OSError(None, error.message.rsplit("; ", 1)[-1]) from error
-    _write_manifest(directory, manifest)
-
-
-def _write_manifest(directory: Path, manifest: dict) -> None:
-    with atomic_open(directory / TFRECORD_MANIFEST) as stream:
-        json.dump(manifest, stream, indent=2, sort_keys=True)
-        stream.write("\n")
-
-
-def _example(image: np.ndarray, label) -> bytes:
-    feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-_FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-}
-
-
-def _parse_example(record):
-    example = tf.io.parse_single_example(record, _FEATURES)
-    pixels = tf.io.decode_raw(example["image"], tf.uint8)
-    # The same float32 division as scale_images: the same bits as the npy format.
-    image = tf.cast(tf.reshape(pixels, (IMAGE_SIDE, IMAGE_SIDE, 1)), tf.float32) / 255.0
-    return image, example["label"]
-
-
 @dataclasses.dataclass(frozen=True)
 class Examples:
     """One split: a tf.data.Dataset of (image, label) in a fixed order, and its size.
@@ -383,7 +312,7 @@ class Examples:
     without a checkpoint never pays for it.
     """
 
-    dataset: tf.data.Dataset
+    dataset: "tf.data.Dataset"
     count: int
     hash_content: Callable[[], str] = dataclasses.field(repr=False)
 
@@ -400,6 +329,8 @@ def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> Examples:
             digest.update(np.ascontiguousarray(array).data)
         return digest.hexdigest()
 
+    import tensorflow as tf  # here, not at the top: preprocess needs none of it (docstring)
+
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     return Examples(dataset, len(labels), hash_content)
 
@@ -414,91 +345,11 @@ def load_examples(
     directory = Path(directory)
     if dataset is not None:
         check_source(directory, dataset)
-    manifest_path = directory / TFRECORD_MANIFEST
-    if not manifest_path.exists():
+    if not (directory / TFRECORD_MANIFEST).exists():
         return examples_from_arrays(*load_split(directory, split))
-    entry = _read_manifest(manifest_path, split)
-    shards = [str(directory / name) for name in entry["shards"]]
-    records = tf.data.Dataset.from_tensor_slices(shards).interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=_TFRECORD_COMPRESSION),
-        # All shards at once, one record from each in turn: the original order.
-        cycle_length=len(shards),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    dataset = records.map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
-    # tf.data cannot know how many records files hold; telling it makes Keras run
-    # each epoch exactly as over in-memory arrays (and fails loudly if it is wrong).
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(entry["count"]))
+    from mnistpipe import tfrecords
 
-    def hash_content() -> str:
-        # This split's shards only: the other splits' files are not its content.
-        digest = hashlib.sha256()
-        for name in entry["shards"]:
-            checksum = entry["sha256"].get(name) or sha256_of_file(directory / name)
-            digest.update(name.encode() + b"\0" + bytes.fromhex(checksum))
-        return digest.hexdigest()
-
-    return Examples(dataset, entry["count"], hash_content)
-
-
-def _read_manifest(path: Path, split: str) -> dict:
-    try:
-        entry = json.loads(path.read_text())[split]
-        count, shards = int(entry["count"]), list(entry["shards"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PipelineError(
-            f"cannot read split {split!r} from {path} ({error!r}); expected the manifest "
-            "preprocess writes; rerun the preprocess stage"
-        ) from None
-    for name in shards:
-        if not (path.parent / name).is_file():
-            raise PipelineError(f"{path} names {name}, which is not there; {REBUILD}")
-    # Manifests written before the checksums were recorded have none: those
-    # shards are checked by TensorFlow's own CRCs only, as they were.
-    checksums = entry.get("sha256") or {}
-    if not isinstance(checksums, dict):
-        raise PipelineError(
-            f"{path} has sha256 {checksums!r}; expected shard → SHA-256; {REBUILD}"
-        )
-    for name in shards:
-        expected = checksums.get(name)
-        if expected is None:
-            continue
-        found = sha256_of_file(path.parent / name)
-        if found != expected:
-            raise PipelineError(
-                f"{path.parent / name} has SHA-256 {found[:12]}..., but {path} says "
-                f"{str(expected)[:12]}...: the shard is damaged; {REBUILD}"
-            )
-    if shards:
-        _check_first_record(path.parent / shards[0])
-    return {"count": count, "shards": shards, "sha256": checksums}
-
-
-def _check_first_record(shard: Path) -> None:
-    """The shard's first example must be a 28x28 image with a label 0-9: this dataset's kind."""
-    try:
-        for record in tf.data.TFRecordDataset(str(shard), _TFRECORD_COMPRESSION).take(1):
-            example = tf.io.parse_single_example(record, _FEATURES)
-            pixels, label = len(example["image"].numpy()), int(example["label"])
-    except tf.errors.OpError as error:
-        raise PipelineError(
-            f"cannot read {shard}: {_first_line(error)}; expected GZIP TFRecord shards of "
-            f"tf.train.Example (image, label) as preprocess writes; {REBUILD}"
-        ) from None
-    if pixels != IMAGE_SIDE * IMAGE_SIDE or not 0 <= label < NUM_CLASSES:
-        raise PipelineError(
-            f"{shard} holds an image of {pixels} bytes with label {label}; expected "
-            f"{IMAGE_SIDE}x{IMAGE_SIDE} = {IMAGE_SIDE * IMAGE_SIDE} bytes and a label 0-"
-            f"{NUM_CLASSES - 1}; {REBUILD}"
-        )
-
-
-def _first_line(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without the op names and graph context it appends."""
-    return error.message.strip().splitlines()[0].split(" [Op:")[0]
+    return tfrecords.read_examples(directory, split)
 
 
 def load_split(
@@ -512,14 +363,9 @@ def load_split(
     if dataset is not None:
         check_source(directory, dataset)
     if (Path(directory) / TFRECORD_MANIFEST).exists():
-        examples = load_examples(directory, split)
-        try:
-            images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
-        except tf.errors.OpError as error:
-            raise PipelineError(
-                f"cannot read the {split} shards in {directory}: {_first_line(error)}; {REBUILD}"
-            ) from None
-        return images.numpy(), labels.numpy()
+        from mnistpipe import tfrecords
+
+        return tfrecords.read_arrays(Path(directory), split)
     arrays = []
     for kind in ("images", "labels"):
         path = Path(directory) / f"{split}_{kind}.npy"
