@@ -103,3 +103,12 @@ def test_a_missing_export_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "error: cannot read the class names from models/export/classes.json" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("shape", [(1, 5000), (5000, 1), (2, 57), (1, 1)])
+def test_a_picture_far_longer_than_wide_still_gives_28_by_28(shape):
+    # Scaled to fit, a 1x5000 strip had no rows left, and TensorFlow's resize
+    # raised "output dimensions must be positive": a traceback, not a prediction.
+    fitted = to_dataset_image(np.full(shape, 200, dtype=np.uint8), invert=False)
+    assert fitted.shape == (28, 28) and fitted.dtype == np.uint8
+    assert fitted.max() > 0

@@ -62,6 +62,14 @@ def to_dataset_image(image: np.ndarray, invert: bool = True) -> np.ndarray:
     image = image.astype(np.float32)
     if invert and looks_dark_on_light(image):
         image = 255.0 - image
+    # A picture more than 28 times longer than wide (a 1x5000 strip) would be
+    # scaled to no rows at all, which TensorFlow refuses: first pad its short
+    # side with black to 1/28 of the long one, so that it keeps one row.
+    long_side = max(image.shape)
+    image = np.pad(
+        image,
+        [(0, max(0, -(-long_side // IMAGE_SIDE) - side)) for side in image.shape],
+    )
     # Fit the longer side to 28 pixels, keep the proportions, pad with black.
     fitted = tf.image.resize_with_pad(
         image[..., np.newaxis], IMAGE_SIDE, IMAGE_SIDE, antialias=True
