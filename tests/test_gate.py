@@ -1,7 +1,9 @@
 """The quality gate against a git revision, in a temporary repository with two commits."""
 
+import io
 import json
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -183,3 +185,14 @@ def test_per_class_figures_are_gated_against_a_revision_that_kept_them_in_evalua
     )
     classes.write_text(json.dumps({"per_class": {"Shirt": {"f1": 0.71}}}))
     assert main(["--against", "HEAD", "--tolerance", "classes.per_class.Shirt.f1=0.01"]) == 0
+
+
+def test_a_name_the_output_cannot_spell_is_escaped_not_a_traceback(repository, monkeypatch):
+    # PYTHONIOENCODING=ascii (or a non-UTF-8 name under a strict UTF-8 output): the table's
+    # revision raised UnicodeEncodeError after the gate had done its work.
+    git(repository, "tag", "vé")
+    output = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(output, encoding="ascii"))
+    assert main(["--against", "vé"]) == 0
+    sys.stdout.flush()
+    assert b"Quality gate against `v\\xe9`" in output.getvalue()

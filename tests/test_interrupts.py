@@ -18,6 +18,7 @@ import yaml
 from mnistpipe.interrupts import Interrupted, signals_as_interrupts
 from tests.conftest import REPOSITORY
 from tests.test_failures import prepare, run_stage_process, stage_command
+from tests.test_gate import commit_all, git, write_metrics
 
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -234,3 +235,55 @@ def test_an_exception_a_library_raises_in_place_of_the_interrupt_is_the_interrup
 def test_an_exception_without_a_signal_stays_what_it_is():
     with pytest.raises(ZeroDivisionError), signals_as_interrupts():
         _ = 1 / 0
+
+
+def run_with_stdout_closed(command, cwd: Path, **options) -> subprocess.CompletedProcess:
+    """Run ``command`` with a standard output whose reader has gone (``| head -c0``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            **options,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("command", [["mnistpipe.gate"], ["mnistpipe.cli", "gate"]])
+def test_a_command_whose_reader_went_away_ends_quietly_with_141(tmp_path, command):
+    # `mnistpipe gate --against HEAD | head -1`: Python ignores SIGPIPE, so printing the
+    # table raised BrokenPipeError, a traceback.
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    write_metrics(tmp_path, accuracy=0.92, loss=0.22)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    commit_all(tmp_path)
+    result = run_with_stdout_closed(
+        [sys.executable, "-m", *command, "--against", "HEAD"], tmp_path
+    )
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
+def test_a_stage_whose_reader_went_away_ends_quietly_and_writes_nothing_half(
+    project, synthetic_files
+):
+    prepare(project, synthetic_files)
+    result = run_with_stdout_closed(stage_command("train", synthetic_files), project)
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    # Stopped at its first line, the epoch's: no model, and no temporary file left.
+    assert not (project / "models" / "model.keras").exists()
+    assert not list(project.glob("models/.*"))
+
+
+def test_release_interrupted_says_so_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "mnistpipe.release", "1.0.0"]
+    process = interrupt_while_reading(command, tmp_path, tmp_path / "dvc.yaml", signal.SIGINT)
+    assert_interrupted(process, signal.SIGINT, "error: release: interrupted", "run it again")

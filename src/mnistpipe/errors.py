@@ -1,8 +1,15 @@
 """The one exception type a user's mistake raises, and how a stage reports it."""
 
+import contextlib
+import io
+import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+# What a shell reports for a command whose reader went away (`| head -1`): 128 + SIGPIPE.
+CLOSED_OUTPUT_STATUS = 128 + signal.SIGPIPE
 
 
 class PipelineError(Exception):
@@ -27,7 +34,7 @@ def run_stage(main: Callable[[], str], how_to_go_on: Callable[[], str] | None = 
 
     started = time.perf_counter()
     try:
-        with interrupts.signals_as_interrupts():
+        with standard_output_guarded(), interrupts.signals_as_interrupts():
             summary = main()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
@@ -37,4 +44,39 @@ def run_stage(main: Callable[[], str], how_to_go_on: Callable[[], str] | None = 
         next_step = how_to_go_on() if how_to_go_on else interrupts.how_to_go_on(stage)
         status = interrupts.report(stage, interruption, next_step)
         raise SystemExit(status) from None
-    print(f"{summary} ({time.perf_counter() - started:.1f} s)", flush=True)
+    with standard_output_guarded():
+        print(f"{summary} ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+@contextlib.contextmanager
+def standard_output_guarded() -> Iterator[None]:
+    """Within the block, whatever standard output is, writing to it raises no traceback.
+
+    - A reader that stops reading (``| head -1``, a closed pager) ends the command
+      as it ends ``cat``: no message, exit status 141. Python ignores SIGPIPE, so
+      the write raises BrokenPipeError instead; standard output then goes to
+      /dev/null, so that Python's own flush at exit fails no more. Every file is
+      written whole or not at all, so stopping there loses nothing.
+    - A file name that the output's encoding cannot spell (non-UTF-8 bytes, or
+      ``é`` under ``PYTHONIOENCODING=ascii``) is written with backslash escapes,
+      as Python writes it to standard error, rather than raising
+      UnicodeEncodeError.
+    """
+    stream = sys.stdout
+    errors = getattr(stream, "errors", None)
+    if isinstance(stream, io.TextIOWrapper) and errors == "strict":
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise SystemExit(CLOSED_OUTPUT_STATUS) from None
+    finally:
+        if isinstance(stream, io.TextIOWrapper) and errors == "strict":
+            with contextlib.suppress(ValueError):
+                stream.reconfigure(errors=errors)

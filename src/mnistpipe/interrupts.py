@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mnistpipe import paths
+from mnistpipe.errors import standard_output_guarded
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -122,12 +123,16 @@ def report(what: str, interruption: KeyboardInterrupt, next_step: str) -> int:
 
 
 def handled(what: str, next_step: str) -> Callable:
-    """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143."""
+    """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143.
+
+    A closed standard output ends it with 141 and no traceback
+    (errors.standard_output_guarded).
+    """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         def wrapper(*arguments, **keywords) -> int:
             try:
-                with signals_as_interrupts():
+                with standard_output_guarded(), signals_as_interrupts():
                     return main(*arguments, **keywords)
             except KeyboardInterrupt as interruption:
                 return report(what, interruption, next_step)

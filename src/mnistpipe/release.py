@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistpipe import paths
+from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import load_params
@@ -122,6 +122,9 @@ def register(name: str, version: str, stage: str | None) -> list[str]:
     return printed
 
 
+@interrupts.handled(
+    "release", "; no version is registered unless `gto show` lists it; run it again"
+)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mnistpipe release",

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mnistpipe.commands import run_dvc
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, standard_output_guarded
 
 ACTIONS = {"push": "to", "pull": "from"}
 
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, metavar="N", help="parallel transfers (DVC's -j)")
     arguments = parser.parse_args(argv)
     try:
-        transfer(arguments.action, arguments.remote, arguments.jobs)
+        with standard_output_guarded():
+            transfer(arguments.action, arguments.remote, arguments.jobs)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from mnistpipe import commands
+from mnistpipe import commands, interrupts
 from mnistpipe.errors import PipelineError
 from mnistpipe.figures import save_png
 from mnistpipe.files import atomic_path
@@ -198,6 +198,7 @@ def build(base: str, folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@interrupts.handled("report", "; each picture is whole or absent; run it again")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnistpipe.report", description=__doc__)
     parser.add_argument("--base", required=True, metavar="REV", help="the git revision to compare")
