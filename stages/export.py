@@ -17,9 +17,48 @@ from mnistpipe.params import load_params
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 
 
+def read_card_metrics(class_names: tuple[str, ...]) -> tuple[dict, dict, dict, dict]:
+    """What the model card reports from train and evaluate, each file checked for its keys.
+
+    Read before anything is exported: a file edited by hand or cut short is one
+    error naming it, not a KeyError half way through the card.
+    """
+    return (
+        {
+            **read_json_object(paths.TRAIN_METRICS, "train", numbers=("parameters",)),
+            **last_epoch_figures(paths.LIVE_METRICS),
+        },
+        read_json_object(
+            paths.EVALUATE_METRICS,
+            "evaluate",
+            numbers=("accuracy", "loss", "min_accuracy", "examples", "macro_avg.f1"),
+        ),
+        read_json_object(
+            paths.CLASS_METRICS,
+            "evaluate",
+            numbers=tuple(
+                f"per_class.{name}.{figure}"
+                for name in class_names
+                for figure in ("precision", "recall", "f1", "support")
+            ),
+        ),
+        read_json_object(
+            paths.LINEAGE,
+            "train",
+            required=(
+                "weights_sha256",
+                "data_sha256",
+                "environment_lock_sha256",
+                *(f"versions.{package}" for package in ("tensorflow", "keras", "dvc")),
+            ),
+        ),
+    )
+
+
 def main() -> str:
     params = load_params(paths.PARAMS)
     spec = DATASETS[params["dataset"]]
+    card_metrics = read_card_metrics(spec.class_names)
     model = load_model(paths.MODEL, classes=len(spec.class_names))
     test_images, test_labels = load_split(paths.PREPARED, "test", dataset=params["dataset"])
     # Test-time augmentation when the params ask for it (models.py): each image
@@ -57,13 +96,7 @@ def main() -> str:
                 model_card(
                     spec,
                     params,
-                    {
-                        **read_json_object(paths.TRAIN_METRICS, "train"),
-                        **last_epoch_figures(paths.LIVE_METRICS),
-                    },
-                    read_json_object(paths.EVALUATE_METRICS, "evaluate"),
-                    read_json_object(paths.CLASS_METRICS, "evaluate"),
-                    read_json_object(paths.LINEAGE, "train"),
+                    *card_metrics,
                     export_metrics,
                 )
             )

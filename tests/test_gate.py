@@ -196,3 +196,12 @@ def test_a_name_the_output_cannot_spell_is_escaped_not_a_traceback(repository, m
     assert main(["--against", "vé"]) == 0
     sys.stdout.flush()
     assert b"Quality gate against `v\\xe9`" in output.getvalue()
+
+
+def test_a_committed_metrics_file_that_is_not_utf_8_is_a_clear_error(repository, capsys):
+    # `git show` output was decoded strictly inside subprocess.run: a UnicodeDecodeError.
+    (repository / "metrics" / "evaluate.json").write_bytes(b'{"accuracy": \xff}')
+    commit_all(repository)
+    write_metrics(repository, accuracy=0.92, loss=0.22)
+    assert main(["--against", "HEAD"]) == 2
+    assert "error: metrics/evaluate.json at HEAD is not valid JSON" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import http.server
 import json
+import re
 import struct
 import threading
 import time
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mnistpipe import download, idx, predict
+from mnistpipe import download, gate, idx, predict, release
 from mnistpipe.data import prepare
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
@@ -320,3 +321,115 @@ def test_a_source_that_trickles_is_given_up_and_the_next_one_serves(
         server.stopping.set()
         server.shutdown()
         server.server_close()
+
+
+def write_card_metrics(root: Path) -> None:
+    """The metrics files the export stage's model card reads, as train and evaluate write them."""
+    class_names = DATASETS["fashion_mnist"].class_names
+    figures = {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 10}
+    files = {
+        "metrics/train.json": {"best_val_accuracy": 0.9, "epochs": 1, "parameters": 101770},
+        "metrics/evaluate.json": {
+            "accuracy": 0.9,
+            "loss": 0.3,
+            "min_accuracy": 0.9,
+            "meets_min_accuracy": True,
+            "examples": 100,
+            "macro_avg": {"precision": 0.9, "recall": 0.9, "f1": 0.9},
+        },
+        "metrics/classes.json": {"per_class": {name: figures for name in class_names}},
+        "metrics/lineage.json": {
+            "weights_sha256": "0" * 64,
+            "data_sha256": "0" * 64,
+            "environment_lock_sha256": None,
+            "versions": {"tensorflow": "2", "keras": "3", "dvc": "3"},
+        },
+        "dvclive/metrics.json": {
+            "train": {"loss": 0.3, "accuracy": 0.9},
+            "eval": {"loss": 0.3, "accuracy": 0.9},
+            "step": 0,
+        },
+    }
+    for name, content in files.items():
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_text(json.dumps(content))
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "fragment"),
+    [
+        ("evaluate", lambda metrics: metrics.pop("min_accuracy"), "has no min_accuracy"),
+        ("evaluate", lambda metrics: metrics.update(accuracy="high"), "has accuracy 'high'"),
+        ("evaluate", lambda metrics: metrics.update(macro_avg=[]), "has no macro_avg.f1"),
+        ("classes", lambda metrics: metrics["per_class"].pop("Bag"), "has no per_class.Bag."),
+        ("train", lambda metrics: metrics.pop("parameters"), "has no parameters"),
+        ("lineage", lambda metrics: metrics.update(versions=[]), "has no versions.tensorflow"),
+    ],
+    ids=["no-bar", "text-accuracy", "no-f1", "no-class", "no-parameters", "versions-list"],
+)
+def test_metrics_the_model_card_needs_missing_stop_export_naming_file_and_key(
+    project, name, damage, fragment
+):
+    # A JSON object without a key the card reads was a KeyError or TypeError half way
+    # through the card; now export says which file lacks what before it exports anything.
+    write_card_metrics(project)
+    path = project / "metrics" / f"{name}.json"
+    metrics = json.loads(path.read_text())
+    damage(metrics)
+    path.write_text(json.dumps(metrics))
+
+    result = run_stage_in_this_process(project, "export")
+
+    writer = "evaluate" if name in ("evaluate", "classes") else "train"
+    assert_clear_error(result, f"metrics/{name}.json {fragment}", f"dvc repro --force {writer}")
+    assert not (project / "models").exists()
+
+
+@pytest.mark.parametrize(
+    ("write", "fragment"),
+    [
+        (lambda path: path.write_bytes(b"\xff\xfe{}"), "cannot read metrics/evaluate.json"),
+        (lambda path: path.mkdir(), "cannot read metrics/evaluate.json (Is a directory)"),
+        (lambda path: path.write_text('{"accuracy": NaN}'), "NaN is not a number JSON allows"),
+        (lambda path: path.write_text('{"accuracy": 1e999}'), "evaluate.accuracy"),
+        (lambda path: path.write_text("[0.93]"), "holds a JSON list"),
+    ],
+    ids=["not-utf-8", "directory", "nan", "infinity", "list"],
+)
+def test_a_damaged_workspace_metrics_file_is_one_gate_error(
+    tmp_path, monkeypatch, capsys, write, fragment
+):
+    from tests.test_gate import commit_all, git, write_metrics
+
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    write_metrics(tmp_path, accuracy=0.92, loss=0.22)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    commit_all(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "metrics" / "evaluate.json"
+    path.unlink()
+    write(path)
+
+    assert gate.main(["--against", "HEAD"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and fragment in error, error
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{}", "metrics/evaluate.json has no accuracy"),
+        ('{"accuracy": "0.95"}', "metrics/evaluate.json has accuracy '0.95'; expected a number"),
+        ("\xff", "metrics/evaluate.json is not valid JSON"),
+    ],
+)
+def test_release_reads_the_bar_from_a_checked_metrics_file(
+    tmp_path, monkeypatch, content, fragment
+):
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluate.json").write_text(content, encoding="latin-1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=re.escape(fragment)):
+        release.check_bar()

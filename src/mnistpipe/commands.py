@@ -13,8 +13,16 @@ TIMEOUT_SECONDS = 300
 def run_command(*command: str, timeout: float = TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
     """Run ``command`` with its output captured; a missing tool or a wait too long is an error."""
     try:
+        # errors="replace": a file git shows or a tool's message need not be UTF-8; the
+        # readers of the text (JSON, YAML) then report what they could not parse.
         return subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            command,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise PipelineError(

@@ -14,6 +14,7 @@ experiment; the gate refuses to let one below it through), 2 on an error
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -59,16 +60,32 @@ def read_committed(revision: str, path: Path) -> dict:
 
 def read_workspace(path: Path) -> dict:
     try:
-        return _parse(path.read_text(), str(path))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PipelineError(f"{path} does not exist in the workspace; run dvc repro") from None
+    except (OSError, UnicodeDecodeError) as error:
+        # A directory, an unreadable file, bytes that are not UTF-8.
+        reason = getattr(error, "strerror", None) or error
+        raise PipelineError(
+            f"cannot read {path} ({reason}); expected the JSON metrics dvc repro writes"
+        ) from None
+    return _parse(text, str(path))
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _parse(text: str, source: str) -> dict:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
+        metrics = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
         raise PipelineError(f"{source} is not valid JSON: {error}") from None
+    if not isinstance(metrics, dict):
+        raise PipelineError(
+            f"{source} holds a JSON {type(metrics).__name__}; expected a JSON object of metrics"
+        )
+    return metrics
 
 
 def lookup(metrics: dict, metric: str, source: str) -> float:
@@ -77,8 +94,8 @@ def lookup(metrics: dict, metric: str, source: str) -> float:
         if not isinstance(value, dict) or part not in value:
             raise PipelineError(f"metric {metric} does not exist in {source}")
         value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PipelineError(f"metric {metric} in {source} is {value!r}; expected a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PipelineError(f"metric {metric} in {source} is {value!r}; expected a finite number")
     return float(value)
 
 

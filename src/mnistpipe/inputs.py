@@ -16,11 +16,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def read_json_object(path: str | os.PathLike, writer: str, required: tuple[str, ...] = ()) -> dict:
+def read_json_object(
+    path: str | os.PathLike,
+    writer: str,
+    required: tuple[str, ...] = (),
+    numbers: tuple[str, ...] = (),
+) -> dict:
     """The JSON object in ``path``, which the stage ``writer`` writes.
 
     Raises ``PipelineError`` naming the file, what it holds and how to rebuild
-    it, unless it is a JSON object (no NaN or infinity) with the ``required`` keys.
+    it, unless it is a JSON object (no NaN or infinity) with the ``required``
+    keys and, under the ``numbers`` keys, numbers. A key may be dotted:
+    ``macro_avg.f1`` is the key ``f1`` of the object under ``macro_avg``.
     """
     way_back = f"run dvc repro --force {writer} (or dvc checkout {path})"
     try:
@@ -40,14 +47,36 @@ def read_json_object(path: str | os.PathLike, writer: str, required: tuple[str, 
             f"{path} holds a JSON {type(value).__name__}; expected the JSON object the "
             f"{writer} stage writes; {way_back}"
         )
-    missing = [key for key in required if key not in value]
+    missing = [key for key in (*required, *numbers) if _missing(value, key)]
     if missing:
+        named = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if missing[4:] else "")
         raise PipelineError(
-            f"{path} has no {', '.join(missing)}; expected the keys the {writer} stage "
-            f"writes; {way_back}"
+            f"{path} has no {named}; expected the keys the {writer} stage writes; {way_back}"
         )
-    for key in required:
-        number = value[key]
+    for key in numbers:
+        number = _lookup(value, key)
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise PipelineError(
+                f"{path} has {key} {number!r}; expected a number, as the {writer} stage "
+                f"writes it; {way_back}"
+            )
+    for key in (*required, *numbers):
+        # 1e999 is JSON's way to an infinity that parse_constant never sees.
+        number = _lookup(value, key)
         if isinstance(number, float) and not math.isfinite(number):
             raise PipelineError(f"{path} has {key} {number}; expected a finite number; {way_back}")
     return value
+
+
+def _lookup(value: Any, key: str) -> Any:
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _missing(value: Any, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return True
+        value = value[part]
+    return False

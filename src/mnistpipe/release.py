@@ -29,6 +29,7 @@ import yaml
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
+from mnistpipe.inputs import read_json_object
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -94,10 +95,7 @@ def check_pipeline_up_to_date() -> None:
 
 
 def check_bar() -> str:
-    try:
-        evaluation = json.loads(paths.EVALUATE_METRICS.read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{paths.EVALUATE_METRICS} does not exist; run dvc repro") from None
+    evaluation = read_json_object(paths.EVALUATE_METRICS, "evaluate", numbers=("accuracy",))
     min_accuracy = load_params(paths.PARAMS)["evaluate"]["min_accuracy"]
     verdict = bar_verdict(evaluation["accuracy"], min_accuracy)
     if not meets_bar(evaluation["accuracy"], min_accuracy):
