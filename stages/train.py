@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from mnistpipe import paths
-from mnistpipe.checkpoint import how_to_resume
+from mnistpipe.checkpoint import discard, how_to_resume
 from mnistpipe.data import load_examples
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
@@ -69,7 +69,7 @@ def main() -> str:
         },
     )
     # Every output is written; a rerun (dvc repro -f) should train from scratch.
-    paths.CHECKPOINT.unlink(missing_ok=True)
+    discard(paths.CHECKPOINT)
     return (
         f"train: {settings['model']} val_accuracy {history['val_accuracy'][-1]:.4f}, "
         f"wrote {paths.MODEL} and {paths.TRAIN_METRICS}, {images / seconds:.0f} images/s"

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from mnistpipe.checkpoint import Checkpoint
 from mnistpipe.lineage import weights_sha256
 from mnistpipe.seeding import seed_everything
 from mnistpipe.training import train_from_params
@@ -147,3 +148,22 @@ def test_saving_the_checkpoint_and_hashing_the_weights_go_through_no_warning(tmp
     model, _ = train_run(settings_for("mlp", "fit", epochs=1), checkpoint_path)
     assert checkpoint_path.exists()
     assert len(weights_sha256(model)) == 64
+
+
+def test_a_directory_where_the_checkpoint_goes_is_a_warning_not_a_traceback(tmp_path, capsys):
+    # `mkdir -p checkpoints/train.npz`: reading it failed, and so did removing it, with
+    # an IsADirectoryError traceback before the first epoch.
+    path = tmp_path / "train.npz"
+    path.mkdir()
+    assert Checkpoint(path, "any").restore(model=None, optimizer=None) == (0, {})
+    err = capsys.readouterr().err
+    assert f"warning: ignoring the checkpoint {path}: it cannot be read" in err
+    assert f"warning: could not remove the checkpoint {path} (Is a directory)" in err
+
+
+def test_a_checkpoint_whose_state_is_not_an_object_is_ignored(tmp_path, capsys):
+    path = tmp_path / "train.npz"
+    np.savez(path, state=np.frombuffer(b"[1, 2]", dtype=np.uint8))
+    assert Checkpoint(path, "any").restore(model=None, optimizer=None) == (0, {})
+    assert "its state is a JSON list, not an object" in capsys.readouterr().err
+    assert not path.exists()

@@ -433,3 +433,17 @@ def test_release_reads_the_bar_from_a_checked_metrics_file(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PipelineError, match=re.escape(fragment)):
         release.check_bar()
+
+
+def test_a_file_where_the_checkpoints_folder_goes_does_not_fail_training(project):
+    # `checkpoints` as a file: the run trained and wrote its outputs, then removing
+    # checkpoints/train.npz raised NotADirectoryError, a traceback and exit status 1.
+    prepare_in(project)
+    (project / "checkpoints").write_text("not a folder")
+
+    result = run_stage_in_this_process(project, "train")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "warning: could not remove the checkpoint checkpoints/train.npz" in result.stderr
+    assert (project / "models" / "model.keras").is_file()

@@ -68,6 +68,24 @@ def how_to_resume(path: str | Path) -> str:
     return "before the first epoch ended; run dvc repro again to train from the start"
 
 
+def discard(path: str | Path) -> None:
+    """Remove the checkpoint at ``path``; one that cannot be removed is a warning, not an error.
+
+    A directory or a file standing where the checkpoint or its folder goes
+    (``checkpoints`` made by hand) must not fail a run whose outputs are written.
+    """
+    path = Path(path)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        print(
+            f"warning: could not remove the checkpoint {path} ({error.strerror or error}); "
+            f"expected a file there: remove {path} by hand",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 class Checkpoint:
     """The checkpoint file of one training run, identified by its fingerprint."""
 
@@ -135,7 +153,7 @@ class Checkpoint:
             )
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        discard(self.path)
 
     def callback(self, model, optimizer, history: dict) -> keras.callbacks.Callback:
         """A callback that saves the checkpoint at each epoch end.
@@ -148,6 +166,8 @@ class Checkpoint:
     def _read(self) -> tuple[dict, list[np.ndarray]]:
         with np.load(self.path, allow_pickle=False) as archive:
             state = json.loads(archive[_STATE_KEY].tobytes().decode())
+            if not isinstance(state, dict):
+                raise ValueError(f"its state is a JSON {type(state).__name__}, not an object")
             if state.get("format") != _FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {_FORMAT}")
             names = sorted(name for name in archive.files if name != _STATE_KEY)
