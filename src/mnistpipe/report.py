@@ -161,7 +161,14 @@ def contact_sheet(images, indices, base, branch) -> Figure:
 
 def flips_section(base: str, folder: Path) -> list[str]:
     lines = [f"## Test images that flipped against `{base}`", ""]
-    branch = read_predictions(Path(PREDICTIONS).read_text(), PREDICTIONS)
+    try:
+        text = Path(PREDICTIONS).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError(
+            f"cannot read {PREDICTIONS} ({getattr(error, 'strerror', None) or error}); "
+            "expected the evaluate stage's predictions: run dvc repro"
+        ) from None
+    branch = read_predictions(text, PREDICTIONS)
     before = base_predictions(base)
     if data_changed(base) or [row[0] for row in before] != [row[0] for row in branch]:
         return [
