@@ -9,50 +9,10 @@ from mnistpipe.data import load_split, read_raw
 from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
-from mnistpipe.inputs import read_json_object
-from mnistpipe.live import last_epoch_figures
-from mnistpipe.model_card import model_card
+from mnistpipe.model_card import model_card, read_card_metrics
 from mnistpipe.models import load_model, with_test_time_augmentation
 from mnistpipe.params import load_params
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
-
-
-def read_card_metrics(class_names: tuple[str, ...]) -> tuple[dict, dict, dict, dict]:
-    """What the model card reports from train and evaluate, each file checked for its keys.
-
-    Read before anything is exported: a file edited by hand or cut short is one
-    error naming it, not a KeyError half way through the card.
-    """
-    return (
-        {
-            **read_json_object(paths.TRAIN_METRICS, "train", numbers=("parameters",)),
-            **last_epoch_figures(paths.LIVE_METRICS),
-        },
-        read_json_object(
-            paths.EVALUATE_METRICS,
-            "evaluate",
-            numbers=("accuracy", "loss", "min_accuracy", "examples", "macro_avg.f1"),
-        ),
-        read_json_object(
-            paths.CLASS_METRICS,
-            "evaluate",
-            numbers=tuple(
-                f"per_class.{name}.{figure}"
-                for name in class_names
-                for figure in ("precision", "recall", "f1", "support")
-            ),
-        ),
-        read_json_object(
-            paths.LINEAGE,
-            "train",
-            required=(
-                "weights_sha256",
-                "data_sha256",
-                "environment_lock_sha256",
-                *(f"versions.{package}" for package in ("tensorflow", "keras", "dvc")),
-            ),
-        ),
-    )
 
 
 def main() -> str:

@@ -4,7 +4,10 @@ Written by the export stage beside the SavedModel from the params and the
 metrics files, so every figure in it is one the pipeline measured.
 """
 
+from mnistpipe import paths
 from mnistpipe.datasets import FILE_NAMES, DatasetSpec
+from mnistpipe.inputs import read_json_object
+from mnistpipe.live import last_epoch_figures
 from mnistpipe.quality import bar_verdict, meets_bar
 
 # What each dataset's images are, for the card's "intended use" and "limits".
@@ -50,6 +53,44 @@ def _most_confused(per_class: dict, class_names: tuple[str, ...]) -> str:
     return (
         f"{weakest} is the hardest class: F1 {figures['f1']:.3f} "
         f"(precision {figures['precision']:.3f}, recall {figures['recall']:.3f})"
+    )
+
+
+def read_card_metrics(class_names: tuple[str, ...]) -> tuple[dict, dict, dict, dict]:
+    """What the model card reports from train and evaluate, each file checked for its keys.
+
+    Read before anything is exported: a file edited by hand or cut short is one
+    error naming it, not a KeyError half way through the card.
+    """
+    return (
+        {
+            **read_json_object(paths.TRAIN_METRICS, "train", numbers=("parameters",)),
+            **last_epoch_figures(paths.LIVE_METRICS),
+        },
+        read_json_object(
+            paths.EVALUATE_METRICS,
+            "evaluate",
+            numbers=("accuracy", "loss", "min_accuracy", "examples", "macro_avg.f1"),
+        ),
+        read_json_object(
+            paths.CLASS_METRICS,
+            "evaluate",
+            numbers=tuple(
+                f"per_class.{name}.{figure}"
+                for name in class_names
+                for figure in ("precision", "recall", "f1", "support")
+            ),
+        ),
+        read_json_object(
+            paths.LINEAGE,
+            "train",
+            required=(
+                "weights_sha256",
+                "data_sha256",
+                "environment_lock_sha256",
+                *(f"versions.{package}" for package in ("tensorflow", "keras", "dvc")),
+            ),
+        ),
     )
 
 
