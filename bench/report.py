@@ -116,6 +116,18 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
         print(
             f"{label:<46} {form.format(value):>10} {relation}{goal:>8} {'ok' if met else 'MISSED'}"
         )
+    if "serving_single_ms_p50_shared_threads" in results:
+        print(
+            "one image at a time, ms (median): in a process set up as a one-image server "
+            f"(bench/serving.py) {results['serving_single_ms_p50']:.2f}, in the bench's own "
+            f"{results['serving_single_ms_p50_shared_threads']:.2f}"
+            + (
+                f"; with flip TTA {results['tta_serving_single_ms_p50']:.2f} and "
+                f"{results['tta_serving_single_ms_p50_shared_threads']:.2f}"
+                if "tta_serving_single_ms_p50_shared_threads" in results
+                else ""
+            )
+        )
     if "throughput_ratio" in results:
         print(
             f"throughput ratio min {results['throughput_ratio_min']:.2f}, "

@@ -20,6 +20,7 @@ from bench.pipeline_timing import timed_process
 from bench.report import bfloat16_verdict, report, verdicts
 from bench.scaling import summarize_scaling
 from bench.seeds import summarize_seeds
+from bench.serving import SERVER_ENVIRONMENT, measure_serving, one_image_server
 from bench.turns import Turns
 from tests.conftest import synthetic_idx_files
 
@@ -332,3 +333,28 @@ def test_a_failing_onednn_arm_ends_the_bench_with_one_line_naming_it(tmp_path):
     message = str(stopped.value.code)
     assert message.startswith("bench: the oneDNN off arm (TF_ENABLE_ONEDNN_OPTS=0) fail"), message
     assert "\n" not in message and "params.yaml" in message, message
+
+
+def test_one_image_is_timed_in_a_process_set_up_as_a_one_image_server(tmp_path):
+    import keras
+
+    from mnistpipe.models import build_model
+    from mnistpipe.serving import export_saved_model
+
+    keras.utils.set_random_seed(3)
+    export_saved_model(build_model("mlp", 0.1), tmp_path / "saved_model")
+    figures = measure_serving(tmp_path / "saved_model", synthetic_raw(tmp_path), rounds=1)
+    assert figures["serving_single_server"] == {
+        "intra_op_threads": 1,
+        **SERVER_ENVIRONMENT,
+    }
+    assert figures["serving_images_per_second"] > 0
+    assert 0 < figures["serving_single_ms_p50"] <= figures["serving_single_ms_p90"]
+    assert figures["serving_single_ms_p50_shared_threads"] > 0
+
+
+def test_a_one_image_server_that_fails_ends_the_bench_with_one_line(tmp_path):
+    with pytest.raises(
+        SystemExit, match=r"timing one image .* exit status 1: error: .* no saved_"
+    ):
+        one_image_server(tmp_path / "no_model", synthetic_raw(tmp_path))
