@@ -93,6 +93,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     signature = tf.saved_model.load(str(paths.EXPORTED_SAVED_MODEL)).signatures["serving_default"]
     assert signature.structured_input_signature[1]["images"].dtype == tf.uint8
+    assert list(signature.structured_outputs) == ["probabilities"]
 
 
 def test_below_the_bar_evaluate_and_export_complete_and_say_so_with_both_numbers(project):

@@ -18,6 +18,7 @@ from mnistpipe.errors import PipelineError
 from mnistpipe.models import probabilities
 
 SIGNATURE = "serving_default"
+OUTPUT = "probabilities"
 PARITY_TOLERANCE = 1e-5
 _BATCH = 1000
 
@@ -39,7 +40,8 @@ def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> None
     def serve(images):
         # The same float32 division the preprocess stage does, so scores match exactly.
         scaled = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
-        return tf.nn.softmax(model(scaled[..., tf.newaxis], training=False))
+        # A named output: a client reads outputs["probabilities"], not TensorFlow's "output_0".
+        return {OUTPUT: tf.nn.softmax(model(scaled[..., tf.newaxis], training=False))}
 
     concrete = serve.get_concrete_function()
     used = {id(variable) for variable in concrete.variables}
@@ -73,7 +75,9 @@ def load_serving_function(directory: str | os.PathLike):
 
     def probabilities(images: np.ndarray) -> np.ndarray:
         outputs = signature(images=tf.constant(images, dtype=tf.uint8))
-        return next(iter(outputs.values())).numpy()
+        # Exports made before the output was named have only TensorFlow's "output_0".
+        output = outputs[OUTPUT] if OUTPUT in outputs else next(iter(outputs.values()))
+        return output.numpy()
 
     # Keep the loaded object alive as long as the function is used.
     probabilities.loaded = loaded
