@@ -435,6 +435,33 @@ def test_release_reads_the_bar_from_a_checked_metrics_file(
         release.check_bar()
 
 
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"artifacts: [1, 2]\n", "artifacts in dvc.yaml is [1, 2]; expected a mapping of"),
+        (b"artifacts:\n  classifier: 1\n", "artifacts.classifier in dvc.yaml is 1; expected"),
+        (b"[1]\n", "dvc.yaml holds a YAML list; expected a mapping"),
+        (b"artifacts: {a: [\n", "dvc.yaml is not valid plain YAML (while parsing"),
+        (b"!!python/object:os.system {}\n", "dvc.yaml is not valid plain YAML (could not"),
+        (b"\xff\xfe", "dvc.yaml is not UTF-8 text"),
+        (None, "cannot read dvc.yaml: Is a directory"),
+    ],
+    ids=["artifacts-list", "entry-int", "list", "malformed", "python-tag", "not-utf-8", "dir"],
+)
+def test_release_refuses_a_dvc_yaml_it_cannot_read_naming_it(
+    tmp_path, monkeypatch, capsys, content, fragment
+):
+    # Were AttributeError ('list' object has no attribute 'items') and yaml's own traceback.
+    monkeypatch.chdir(tmp_path)
+    if content is None:
+        (tmp_path / "dvc.yaml").mkdir()
+    else:
+        (tmp_path / "dvc.yaml").write_bytes(content)
+    assert release.main(["1.0.0"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and fragment in error, error
+
+
 def test_a_file_where_the_checkpoints_folder_goes_does_not_fail_training(project):
     # `checkpoints` as a file: the run trained and wrote its outputs, then removing
     # checkpoints/train.npz raised NotADirectoryError, a traceback and exit status 1.

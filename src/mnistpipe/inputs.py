@@ -1,4 +1,4 @@
-"""Reading the JSON files one stage wrote for another, checked before use.
+"""Reading the JSON files one stage wrote for another, and DVC's YAML files, checked before use.
 
 A metrics file edited by hand, cut short, or left by another tool would
 otherwise fail deep inside the code that reads it, with a traceback.
@@ -8,6 +8,8 @@ import json
 import math
 import os
 from typing import Any
+
+import yaml
 
 from mnistpipe.errors import PipelineError
 
@@ -80,3 +82,64 @@ def _missing(value: Any, key: str) -> bool:
             return True
         value = value[part]
     return False
+
+
+def parse_yaml_mapping(text: str, source: str, expected: str) -> dict:
+    """The YAML mapping ``text`` holds, read safely; ``source`` names where the text is from.
+
+    Malformed YAML, a tag such as ``!!python/object``, or a document that is not a
+    mapping raises ``PipelineError`` naming ``source`` and what was ``expected``
+    (``"DVC's pipeline file"``). An empty document is an empty mapping.
+    """
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        # ValueError: PyYAML turns an integer longer than Python allows into one.
+        detail = " ".join(str(error).split())
+        raise PipelineError(
+            f"{source} is not valid plain YAML ({detail}); expected {expected}"
+        ) from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PipelineError(
+            f"{source} holds a YAML {type(value).__name__}; expected a mapping: {expected}"
+        )
+    return value
+
+
+def read_yaml_mapping(path: str | os.PathLike, expected: str) -> dict:
+    """The YAML mapping in the file ``path``, as ``parse_yaml_mapping`` reads it."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        raise PipelineError(
+            f"{path} does not exist in {os.getcwd()}; expected {expected}"
+        ) from None
+    except OSError as error:
+        raise PipelineError(
+            f"cannot read {path}: {error.strerror or error}; expected {expected}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise PipelineError(
+            f"{path} is not UTF-8 text ({error.reason}); expected {expected}"
+        ) from None
+    return parse_yaml_mapping(text, str(path), expected)
+
+
+def mapping_under(value: dict, key: str, source: str, expected: str) -> dict:
+    """``value[key]`` if it is a mapping, {} if absent or empty; else a ``PipelineError``."""
+    found = value.get(key)
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise PipelineError(
+            f"{key} in {source} is {_shown(found)}; expected a mapping of {expected}"
+        )
+    return found
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

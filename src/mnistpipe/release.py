@@ -24,12 +24,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
-from mnistpipe.inputs import read_json_object
+from mnistpipe.inputs import mapping_under, read_json_object, read_yaml_mapping
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -50,13 +48,20 @@ def semantic_version(text: str) -> str:
 
 def artifact_name() -> str:
     """The one model dvc.yaml's ``artifacts:`` declares."""
-    try:
-        artifacts = (yaml.safe_load(DVC_YAML.read_text()) or {}).get("artifacts") or {}
-    except FileNotFoundError:
-        raise PipelineError(
-            f"{DVC_YAML} does not exist in {Path.cwd()}; expected to run in the project's root"
-        ) from None
-    models = [name for name, entry in artifacts.items() if entry.get("type") == "model"]
+    expected = "DVC's pipeline file with the model under artifacts:"
+    pipeline = read_yaml_mapping(DVC_YAML, expected)
+    artifacts = mapping_under(
+        pipeline, "artifacts", str(DVC_YAML), "artifact names, each with its type: and path:"
+    )
+    models = []
+    for name, entry in artifacts.items():
+        if not isinstance(entry, dict):
+            raise PipelineError(
+                f"artifacts.{name} in {DVC_YAML} is {entry!r:.60}; expected a mapping with "
+                "type: and path:"
+            )
+        if entry.get("type") == "model":
+            models.append(name)
     if len(models) != 1:
         raise PipelineError(
             f"{DVC_YAML} declares {len(models)} artifacts of type model; expected exactly one"

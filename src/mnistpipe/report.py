@@ -22,13 +22,13 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 
 from mnistpipe import commands, interrupts
 from mnistpipe.errors import PipelineError
 from mnistpipe.figures import save_png
 from mnistpipe.files import atomic_path
+from mnistpipe.inputs import mapping_under, parse_yaml_mapping
 
 matplotlib.use("Agg")
 
@@ -107,9 +107,21 @@ def base_predictions(base: str) -> list[tuple[str, str]]:
     return read_predictions(text, f"{PREDICTIONS} at {base}")
 
 
-def data_params(lock_text: str) -> dict:
-    stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
-    return {name: stages.get(name, {}).get("params") for name in DATA_STAGES}
+def data_params(lock_text: str, source: str) -> dict:
+    expected = "the dvc.lock that dvc repro writes"
+    stages = mapping_under(
+        parse_yaml_mapping(lock_text, source, expected), "stages", source, "stage names"
+    )
+    params = {}
+    for name in DATA_STAGES:
+        stage = stages.get(name) or {}
+        if not isinstance(stage, dict):
+            raise PipelineError(
+                f"stages.{name} in {source} is {stage!r:.60}; expected {expected}: a mapping "
+                "with the stage's cmd, deps, params and outs"
+            )
+        params[name] = stage.get("params")
+    return params
 
 
 def data_changed(base: str) -> bool:
@@ -117,7 +129,14 @@ def data_changed(base: str) -> bool:
     shown = commands.run_command("git", "show", f"{base}:dvc.lock")
     if shown.returncode != 0 or not Path("dvc.lock").exists():
         return True
-    return data_params(shown.stdout) != data_params(Path("dvc.lock").read_text())
+    try:
+        text = Path("dvc.lock").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError(
+            f"cannot read dvc.lock ({getattr(error, 'strerror', None) or error}); "
+            "expected the dvc.lock that dvc repro writes"
+        ) from None
+    return data_params(shown.stdout, f"dvc.lock at {base}") != data_params(text, "dvc.lock")
 
 
 def flips(base: list[tuple[str, str]], branch: list[tuple[str, str]]) -> dict[str, list[int]]:
