@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mnistpipe import remote as remote_module
 from mnistpipe.idx import encode_idx, read_images
 from tests.conftest import SYSTEM_FASHION_MNIST, copy_project
 from tests.test_pipeline import command_environment, git_commit, run
@@ -135,6 +136,26 @@ def pushed(tmp_path_factory):
 def fresh_clone(origin: Path, destination: Path) -> Path:
     run(origin.parent, "git", "clone", "-q", str(origin), str(destination))
     return destination
+
+
+def test_no_default_remote_says_so_and_how_to_add_one(tmp_path, monkeypatch, capsys):
+    # `dvc remote default` prints "No default remote set" on standard output (exit 1);
+    # that was taken as a name: "no DVC remote named 'No default remote set'".
+    # A DVC repository with one remote, none of them the default (as `dvc init --no-scm`
+    # and `dvc remote add other ...` write it, without their seconds of start-up).
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text(
+        f'[core]\n    no_scm = true\n[remote "other"]\n    url = {tmp_path / "other"}\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    for action in ("push", "pull"):
+        assert remote_module.main([action]) == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1, error
+        assert error.startswith(
+            "error: no default DVC remote is set (`dvc remote list` has: other)"
+        ), error
+        assert "`dvc remote add -d NAME URL`" in error and f"make {action} REMOTE=NAME" in error
 
 
 def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):

@@ -22,23 +22,28 @@ from mnistpipe.errors import PipelineError, standard_output_guarded
 ACTIONS = {"push": "to", "pull": "from"}
 
 
-def describe(name: str | None) -> str:
+def describe(name: str | None, action: str = "push") -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
-    if name is None:
-        name = run_dvc("remote", "default").stdout.strip()
-        if not name:
-            raise PipelineError(
-                "no DVC remote: `dvc remote default` names none; expected one added with "
-                "`dvc remote add -d NAME URL` (README, Working as a team)"
-            )
     # `dvc remote list` prints "NAME URL", with "(default)" after the default one.
     remotes = {
         fields[0]: fields[1]
         for fields in (line.split() for line in run_dvc("remote", "list").stdout.splitlines())
         if len(fields) >= 2
     }
+    known = ", ".join(sorted(remotes)) or "none"
+    if name is None:
+        # With no default, `dvc remote default` exits 1 and prints "No default remote set"
+        # on standard output: a message, not a name.
+        default = run_dvc("remote", "default")
+        name = default.stdout.strip() if default.returncode == 0 else ""
+        if not name:
+            raise PipelineError(
+                f"no default DVC remote is set (`dvc remote list` has: {known}); expected one "
+                "added with `dvc remote add -d NAME URL` (README, Working as a team), or "
+                "made the default with `dvc remote default NAME`, or named with --remote NAME "
+                f"(make {action} REMOTE=NAME)"
+            )
     if name not in remotes:
-        known = ", ".join(sorted(remotes)) or "none"
         raise PipelineError(f"no DVC remote named {name!r} (`dvc remote list` has: {known})")
     return f"{name!r} ({remotes[name]})"
 
@@ -91,7 +96,7 @@ def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
     A push that finds a directory listing cut short on the remote (a push killed
     half way left it) deletes that one object and pushes again, once.
     """
-    where = describe(remote)
+    where = describe(remote, action)
     command = [action, *(["--remote", remote] if remote else [])]
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
