@@ -1,7 +1,9 @@
 """python -m mnistpipe.predict on PNG, JPEG and IDX files, with the synthetic dataset's export."""
 
 import csv
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ import tensorflow as tf
 
 from mnistpipe import paths
 from mnistpipe.datasets import FILE_NAMES
+from mnistpipe.errors import PipelineError
 from mnistpipe.idx import read_images
-from mnistpipe.predict import main, to_dataset_image
+from mnistpipe.predict import decode_picture, jpeg_components, main, to_dataset_image
 from tests.conftest import run_stage_main
 
 
@@ -112,3 +115,43 @@ def test_a_picture_far_longer_than_wide_still_gives_28_by_28(shape):
     fitted = to_dataset_image(np.full(shape, 200, dtype=np.uint8), invert=False)
     assert fitted.shape == (28, 28) and fitted.dtype == np.uint8
     assert fitted.max() > 0
+
+
+def test_a_cmyk_jpeg_is_read_as_the_same_gray_picture(capfd):
+    # libjpeg converts CMYK to RGB, not to gray: it was refused as "a damaged JPEG file"
+    # with TensorFlow's {{function_node ...}} in the message and libjpeg's line beside it.
+    image = pytest.importorskip("PIL.Image")
+    gray = np.full((56, 56), 230, dtype=np.uint8)
+    gray[10:46, 18:38] = 20
+    stream = io.BytesIO()
+    image.fromarray(gray).convert("CMYK").save(stream, "JPEG", quality=95)
+    content = stream.getvalue()
+    assert jpeg_components(content) == 4
+
+    decoded = decode_picture(Path("print.jpg"), content)
+
+    assert decoded.shape == gray.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - gray).mean() < 2
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda good: good[:200] + b"\xff\xd9" + good[202:], "Bogus Huffman table definition"),
+        (lambda good: good[:180] + bytes(range(256)) * 2, "Bogus marker length"),
+    ],
+    ids=["huffman-table", "marker"],
+)
+def test_a_damaged_jpeg_is_one_line_with_libjpegs_reason(tmp_path, capfd, damage, reason):
+    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(damage(picture))
+
+    with pytest.raises(PipelineError) as raised:
+        decode_picture(path, path.read_bytes())
+
+    message = str(raised.value)
+    assert message.startswith(f"{path} is a damaged JPEG file ({reason}; "), message
+    assert "{{" not in message and "Op:" not in message and "\n" not in message
+    assert capfd.readouterr().err == ""

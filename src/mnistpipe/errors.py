@@ -3,6 +3,7 @@
 import contextlib
 import io
 import os
+import re
 import signal
 import sys
 import time
@@ -80,3 +81,14 @@ def standard_output_guarded() -> Iterator[None]:
         if isinstance(stream, io.TextIOWrapper) and errors == "strict":
             with contextlib.suppress(ValueError):
                 stream.reconfigure(errors=errors)
+
+
+def tensorflow_reason(error: Exception) -> str:
+    """A TensorFlow error's message in one line, as a user can read it.
+
+    TensorFlow puts the failed function's name in ``{{function_node ...}}`` before
+    the reason, its op's name (`` [Op:DecodeImage]``) after it, and graph context
+    on the lines below: only the reason is kept.
+    """
+    text = re.sub(r"\{\{.*?\}\}\s*", "", getattr(error, "message", None) or str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0].split(" [Op:")[0]

@@ -12,8 +12,13 @@ still predicted, and the exit status is 1.
 """
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,7 @@ import tensorflow as tf
 
 from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, tensorflow_reason
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
 from mnistpipe.serving import load_serving_function, predict_in_batches
 
@@ -77,12 +82,8 @@ def to_dataset_image(image: np.ndarray, invert: bool = True) -> np.ndarray:
     return np.clip(np.round(fitted.numpy()[..., 0]), 0, 255).astype(np.uint8)
 
 
-def image_size(content: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's or JPEG's header, or None when the header has none."""
-    if content.startswith(_PNG_SIGNATURE):
-        if len(content) >= 24 and content[12:16] == b"IHDR":
-            return int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
-        return None
+def _jpeg_frame(content: bytes) -> bytes | None:
+    """A JPEG's start-of-frame segment: precision, height, width, components, ...; or None."""
     position = 2
     while position + 9 <= len(content):
         if content[position] != 0xFF:
@@ -93,11 +94,57 @@ def image_size(content: bytes) -> tuple[int, int] | None:
             continue
         length = int.from_bytes(content[position + 2 : position + 4], "big")
         if marker in _JPEG_FRAME_MARKERS:
-            height = int.from_bytes(content[position + 5 : position + 7], "big")
-            width = int.from_bytes(content[position + 7 : position + 9], "big")
-            return width, height
+            return content[position + 4 : position + 2 + max(length, 7)]
         position += 2 + length
     return None
+
+
+def image_size(content: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's or JPEG's header, or None when the header has none."""
+    if content.startswith(_PNG_SIGNATURE):
+        if len(content) >= 24 and content[12:16] == b"IHDR":
+            return int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+        return None
+    frame = _jpeg_frame(content)
+    if frame is None:
+        return None
+    return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+
+
+def jpeg_components(content: bytes) -> int | None:
+    """How many colour components a JPEG holds: 1 gray, 3 YCbCr or RGB, 4 CMYK or YCCK."""
+    frame = _jpeg_frame(content)
+    return frame[5] if frame is not None and len(frame) > 5 else None
+
+
+# TensorFlow's own log lines ("W0000 00:00:... local_rendezvous.cc:412] ...").
+_TENSORFLOW_LOG_LINE = re.compile(r"[IWEF]\d{4} ")
+
+
+@contextlib.contextmanager
+def _native_messages_kept(kept: list[str]) -> Iterator[None]:
+    """Within the block, what C code (libjpeg, libpng) writes to standard error goes to ``kept``.
+
+    A damaged picture makes libjpeg print its reason ("Bogus Huffman table
+    definition") and TensorFlow a log line, each on a line of its own beside the
+    one ``error:`` line; kept instead, the reason goes into that line.
+    """
+    try:
+        sys.stderr.flush()
+        capture = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield  # No file to keep them in: they are shown, as before.
+        return
+    with capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept += capture.read().decode("utf-8", "replace").splitlines()
 
 
 def decode_picture(path: Path, content: bytes) -> np.ndarray:
@@ -116,14 +163,24 @@ def decode_picture(path: Path, content: bytes) -> np.ndarray:
             f"{path} is a {kind} image of {width}x{height} pixels; expected at most "
             f"{MAX_IMAGE_PIXELS:,} pixels (8000x8000): scale it down first"
         )
+    # libjpeg turns CMYK (and YCCK, as print shops and Photoshop save) into RGB, not into
+    # gray ("Unsupported color conversion request"): those go through RGB.
+    channels = 3 if kind == "JPEG" and jpeg_components(content) == 4 else 1
+    messages: list[str] = []
     try:
-        decoded = tf.io.decode_image(content, channels=1, expand_animations=False)
+        with _native_messages_kept(messages):
+            decoded = tf.io.decode_image(content, channels=channels, expand_animations=False)
+            if channels == 3:
+                decoded = tf.image.rgb_to_grayscale(decoded)
     except tf.errors.OpError as error:
-        # TensorFlow's message ends with its op's name ("[Op:DecodeImage]").
-        reason = error.message.strip().splitlines()[0].split(" [Op:")[0]
+        native = [line for line in messages if line and not _TENSORFLOW_LOG_LINE.match(line)]
+        reason = "; ".join([*native[:1], tensorflow_reason(error)])
         raise PipelineError(
             f"{path} is a damaged {kind} file ({reason}); expected {FORMATS}"
         ) from None
+    # A picture that decoded with warnings (extraneous bytes): they are shown as they were.
+    if messages:
+        print("\n".join(messages), file=sys.stderr, flush=True)
     return decoded.numpy()[..., 0]
 
 

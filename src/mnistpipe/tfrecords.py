@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from mnistpipe.data import REBUILD, TFRECORD_MANIFEST, Examples
 from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, tensorflow_reason
 from mnistpipe.files import atomic_open, sha256_of_file
 
 _COMPRESSION = "GZIP"
@@ -201,5 +201,5 @@ def _check_first_record(shard: Path) -> None:
 
 
 def _first_line(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without the op names and graph context it appends."""
-    return error.message.strip().splitlines()[0].split(" [Op:")[0]
+    """TensorFlow's message without the function and op names and graph context around it."""
+    return tensorflow_reason(error)
