@@ -78,6 +78,36 @@ def test_a_damaged_manifest_is_a_clear_error(prepared, tmp_path):
         load_examples(directory, "train")
 
 
+@pytest.mark.parametrize(
+    ("manifest", "fragment"),
+    [
+        ('{"train": {"count": 3, "shards": [7]}}', "(shards is [7]); expected a list"),
+        ('{"train": {"count": 3, "shards": [null]}}', "(shards is [None]); expected"),
+        ('{"train": {"count": 3, "shards": [["a"]]}}', "(shards is [['a']]); expected"),
+        ('{"train": {"count": 3, "shards": "x.gz"}}', "(shards is 'x.gz'); expected"),
+        ('{"train": {"count": 3, "shards": ["/etc/passwd"]}}', "shards is ['/etc/passwd']"),
+        ('{"train": {"count": 3, "shards": [".."]}}', "shards is ['..']"),
+        ('{"train": {"count": 3, "shards": []}}', "shards is []"),
+        ('{"train": {"count": 1e999, "shards": ["a"]}}', "(count is inf); expected a whole"),
+        ('{"train": {"count": "3", "shards": ["a"]}}', "(count is '3'); expected a whole"),
+        ('{"train": [3]}', "(train is [3]); expected an object"),
+        ('{"train": "3"}', "(train is '3'); expected an object"),
+        ("[1]", "(it holds a JSON list); expected an object"),
+        ('{"val": {}}', "(it has no 'train'); expected an object"),
+        ("[" * 100_000, "RecursionError"),
+    ],
+)
+def test_a_manifest_of_the_wrong_structure_is_a_clear_error(tmp_path, manifest, fragment):
+    # Shard names that are not strings gave an unhandled TypeError (path / 7); an
+    # infinite count an OverflowError; deep nesting a RecursionError.
+    (tmp_path / TFRECORD_MANIFEST).write_text(manifest)
+    with pytest.raises(
+        PipelineError, match=r"cannot read split 'train' from .*tfrecord.json"
+    ) as raised:
+        load_examples(tmp_path, "train")
+    assert fragment in str(raised.value)
+
+
 def test_switching_format_leaves_no_file_of_the_other(prepared, tmp_path):
     raw = prepared["npy"].parent / "raw"
     output = tmp_path / "prepared"

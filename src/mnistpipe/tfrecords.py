@@ -148,14 +148,43 @@ def read_arrays(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_manifest(path: Path, split: str) -> dict:
+    manifest_written = "the manifest preprocess writes; rerun the preprocess stage"
     try:
-        entry = json.loads(path.read_text())[split]
-        count, shards = int(entry["count"]), list(entry["shards"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
         raise PipelineError(
-            f"cannot read split {split!r} from {path} ({error!r}); expected the manifest "
-            "preprocess writes; rerun the preprocess stage"
+            f"cannot read split {split!r} from {path} ({error!r}); expected {manifest_written}"
         ) from None
+    entry = manifest.get(split) if isinstance(manifest, dict) else None
+    if not isinstance(entry, dict):
+        if not isinstance(manifest, dict):
+            found = f"it holds a JSON {type(manifest).__name__}"
+        elif split not in manifest:
+            found = f"it has no {split!r}"
+        else:
+            found = f"{split} is {entry!r:.60}"
+        raise PipelineError(
+            f"cannot read split {split!r} from {path} ({found}); expected an object "
+            f"with the split's count, shards and sha256: {manifest_written}"
+        )
+    count, shards = entry.get("count"), entry.get("shards")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise PipelineError(
+            f"cannot read split {split!r} from {path} (count is {count!r:.60}); expected a "
+            f"whole number >= 0: {manifest_written}"
+        )
+    # Plain file names beside the manifest: a name that is not a string, or a path that
+    # leads elsewhere (/etc/passwd, ../x), is no shard preprocess wrote.
+    if (
+        not isinstance(shards, list)
+        or not shards
+        or not all(isinstance(name, str) and name and Path(name).name == name for name in shards)
+        or any(name in (".", "..") for name in shards)
+    ):
+        raise PipelineError(
+            f"cannot read split {split!r} from {path} (shards is {shards!r:.60}); expected a "
+            f"list of the shards' file names beside it: {manifest_written}"
+        )
     for name in shards:
         if not (path.parent / name).is_file():
             raise PipelineError(f"{path} names {name}, which is not there; {REBUILD}")
