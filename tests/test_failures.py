@@ -401,3 +401,34 @@ def test_a_full_disk_while_tfrecord_shards_are_written_leaves_the_previous_data(
     assert_clear_error(result, "could not write data/prepared: File too large", "is as it was")
     assert {path.name: path.read_bytes() for path in prepared.iterdir()} == before
     assert sorted(path.name for path in prepared.parent.iterdir()) == ["prepared", "raw"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_files_written_whole_get_the_mode_a_plain_write_gives(tmp_path, umask):
+    # mkstemp and mkdtemp make 0600 files and 0700 directories: models/export and
+    # data/prepared could be read by this user alone (a server running as another
+    # user could not load the model).
+    from mnistpipe.files import atomic_directory, atomic_path, save_array, write_json
+
+    before = os.umask(umask)
+    try:
+        plain_file = tmp_path / "plain.txt"
+        plain_file.write_text("x")
+        plain_directory = tmp_path / "plain"
+        plain_directory.mkdir()
+        write_json(tmp_path / "metrics.json", {"accuracy": 0.9})
+        save_array(tmp_path / "images.npy", np.zeros(3))
+        with atomic_path(tmp_path / "model.keras", suffix=".keras") as temporary:
+            temporary.write_bytes(b"model")
+        with atomic_directory(tmp_path / "export") as temporary:
+            (temporary / "classes.json").write_text("{}")
+    finally:
+        os.umask(before)
+
+    def mode(path):
+        return oct(path.stat().st_mode & 0o7777)
+
+    assert mode(plain_file) == oct(0o666 & ~umask)
+    for name in ("metrics.json", "images.npy", "model.keras", "export/classes.json"):
+        assert mode(tmp_path / name) == mode(plain_file), name
+    assert mode(tmp_path / "export") == mode(plain_directory) == oct(0o777 & ~umask)

@@ -26,6 +26,30 @@ def sha256_of_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask, read where Linux shows it, else set and set back."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, directory: bool = False) -> None:
+    """Give what mkstemp/mkdtemp made (0600, 0700) the mode open() or mkdir() would have.
+
+    Otherwise a model exported for a server running as another user, or data a
+    teammate's account reads, could be read by this user alone. Read at each call,
+    the umask decides, as it decides for a plain write.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only on success.
@@ -46,6 +70,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.close(handle)
         temporary = Path(temporary_name)
         try:
+            _as_if_created(temporary)
             yield temporary
             _fsync_file(temporary)
             os.replace(temporary, path)
@@ -81,6 +106,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
+            _as_if_created(temporary, directory=True)
             yield temporary
             for file in temporary.rglob("*"):
                 if file.is_file():
