@@ -123,9 +123,37 @@ def test_a_stage_interrupted_while_it_reads_says_so_in_one_line(
     assert sorted(path.name for path in project.iterdir()) == ["params.yaml"]
 
 
-def start_training(root: Path) -> subprocess.Popen:
+# `python stages/train.py`, except that once the epoch numbered in argv[2] has ended (its
+# line printed, its checkpoint saved) the run says "paused" and waits up to a minute for
+# the test's signal. Sent when the epoch's line was read, the signal could land while that
+# epoch's checkpoint was being saved, or, on a loaded machine, after the run had finished.
+# time.sleep returns to Python whichever thread the kernel hands the signal to, and
+# Python then runs the handler, as it would between two batches.
+PAUSED_TRAINING_DRIVER = """
+import runpy, sys, time
+from mnistpipe import loops
+
+begin = loops._EpochLine.on_epoch_begin
+pause_after_epoch = int(sys.argv[2])
+
+def on_epoch_begin(self, epoch, logs=None):
+    if epoch == pause_after_epoch:
+        print("paused", flush=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    begin(self, epoch, logs)
+
+loops._EpochLine.on_epoch_begin = on_epoch_begin
+sys.argv = sys.argv[1:2]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def start_training(root: Path, pause_after_epoch: int) -> subprocess.Popen:
+    script = str(REPOSITORY / "stages" / "train.py")
     return subprocess.Popen(
-        stage_command("train"),
+        [sys.executable, "-c", PAUSED_TRAINING_DRIVER, script, str(pause_after_epoch)],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -149,19 +177,19 @@ def test_training_interrupted_after_an_epoch_says_where_and_the_rerun_resumes(
 ):
     prepare(project, synthetic_files)
     yaml_params = yaml.safe_load((project / "params.yaml").read_text())
-    # Epochs enough that the signal, sent as epoch 2's line is read, lands mid-run (an
-    # epoch here is a fraction of a second); few enough that the resumed rerun is short.
+    # The run waits after epoch 2 for the signal (start_training), so it lands mid-run
+    # however loaded the machine; 12 epochs, so that the resumed rerun is short.
     yaml_params["train"]["epochs"] = 12
     (project / "params.yaml").write_text(yaml.safe_dump(yaml_params, sort_keys=False))
 
-    process = start_training(project)
+    process = start_training(project, pause_after_epoch=2)
     try:
-        seen = wait_for_line(process, "epoch 2/12")
+        seen = wait_for_line(process, "paused")
         process.send_signal(signal_number)
         stdout = "".join(seen) + assert_interrupted(
             process,
             signal_number,
-            "error: train: interrupted after epoch ",
+            "error: train: interrupted after epoch 2;",
             "run dvc repro again to resume",
         )
     finally:
@@ -169,7 +197,7 @@ def test_training_interrupted_after_an_epoch_says_where_and_the_rerun_resumes(
             process.kill()
     finished = [line for line in stdout.splitlines() if line.startswith("epoch ")]
     stderr_epoch = int(finished[-1].split()[1].split("/")[0])
-    assert stderr_epoch >= 2
+    assert stderr_epoch == 2
     assert not (project / "models").exists()
     assert not (project / "metrics").exists()
     assert sorted(path.name for path in (project / "checkpoints").iterdir()) == ["train.npz"]
