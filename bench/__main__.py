@@ -14,13 +14,15 @@ import yaml
 import bench
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
 from bench.onednn import measure_onednn
-from bench.pipeline_timing import copy_project, run_pipeline, timed_process
+from bench.pipeline_timing import REPOSITORY, copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
 from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
 from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
+from mnistpipe.errors import PipelineError
+from mnistpipe.params import check_params
 
 # The parts of a run, in the order they run; --only picks some.
 # pipeline: every stage as dvc repro runs it, and the export's serving speed;
@@ -34,10 +36,15 @@ PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "scaling", "seeds")
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument error is one line, as every other error here; --help shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description=bench.__doc__.split("\n")[0]
-    )
+    parser = _OneLineParser(prog="python -m bench", description=bench.__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5, help="the tutorial's epochs (default 5)")
     parser.add_argument(
         "--seeds", type=int, default=1, help="seeds of the default params (default 1)"
@@ -114,7 +121,39 @@ def parse_arguments(argv):
         parser.error(f"--scaling-factors is {arguments.scaling_factors!r}; expected e.g. 1,4,10")
     if sorted(arguments.factors) != arguments.factors or min(arguments.factors) < 1:
         parser.error("--scaling-factors must be increasing whole numbers from 1 up")
+    if arguments.limit < 0:
+        parser.error(f"--limit is {arguments.limit}; expected 0 (all) or a number of images")
+    if arguments.raw is not None and not arguments.raw.is_dir():
+        parser.error(
+            f"--raw {arguments.raw} is not a directory; expected one holding the IDX files"
+        )
+    if not arguments.results.parent.is_dir():
+        parser.error(
+            f"--results {arguments.results}: {arguments.results.parent} is not a directory; "
+            "expected the results file's folder to exist (the first part is saved there)"
+        )
+    arguments.params = measured_params(parser, arguments)
     return arguments
+
+
+def measured_params(parser: argparse.ArgumentParser, arguments) -> dict:
+    """The repository's params.yaml with --limit and each --set, checked before any work."""
+    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    params["preprocess"]["limit"] = arguments.limit
+    for change in arguments.set:
+        key, equals, value = change.partition("=")
+        section, _, name = key.partition(".")
+        if not equals or not name or name not in (params.get(section) or {}):
+            parser.error(f"--set {change}: expected SECTION.KEY=VALUE, a key of params.yaml")
+        try:
+            params[section][name] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            parser.error(f"--set {change}: {' '.join(str(error).split())}; expected a YAML value")
+    try:
+        check_params(params, "--set")
+    except PipelineError as error:
+        parser.error(str(error))
+    return params
 
 
 # Ctrl-C or a SIGTERM ends a run of an hour with one line, as the stages do; every
@@ -207,16 +246,7 @@ def main(argv=None) -> int | None:
 
 def set_up_project(root: Path, arguments) -> None:
     """The temporary project's params for this run, and its raw data if given."""
-    params_path = root / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params["preprocess"]["limit"] = arguments.limit
-    for change in arguments.set:
-        key, _, value = change.partition("=")
-        section, _, name = key.partition(".")
-        if not name or section not in params or name not in params[section]:
-            sys.exit(f"error: --set {change}: expected SECTION.KEY=VALUE, a key of params.yaml")
-        params[section][name] = yaml.safe_load(value)
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(arguments.params, sort_keys=False))
     if arguments.raw is not None:
         shutil.copytree(arguments.raw, root / "data" / "raw")
 

@@ -358,3 +358,31 @@ def test_a_one_image_server_that_fails_ends_the_bench_with_one_line(tmp_path):
         SystemExit, match=r"timing one image .* exit status 1: error: .* no saved_"
     ):
         one_image_server(tmp_path / "no_model", synthetic_raw(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["--only", "nope"], "--only names nope; expected some of pipeline"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--limit", "-1"], "--limit is -1; expected 0 (all) or a number of images"),
+        (["--set", "train.epochs"], "--set train.epochs: expected SECTION.KEY=VALUE"),
+        (["--set", "train.epoch=3"], "--set train.epoch=3: expected SECTION.KEY=VALUE"),
+        (["--set", "train.epochs=0"], "train.epochs is 0; expected an integer >= 1"),
+        (["--set", "train.epochs=["], "--set train.epochs=[: while parsing"),
+        (["--raw", "/nonexistent"], "--raw /nonexistent is not a directory"),
+        (["--results", "/nonexistent/dir/x.json"], "/nonexistent/dir is not a directory"),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_status_2_before_any_work(
+    tmp_path, monkeypatch, capsys, arguments, fragment
+):
+    # --limit -1 and --set without '=' failed after the download (exit 1), --raw
+    # nonexistent with a FileNotFoundError traceback, --results after the first part.
+    monkeypatch.setattr("tempfile.mkdtemp", lambda **_: pytest.fail("the bench started work"))
+    with pytest.raises(SystemExit) as exited:
+        bench_main(arguments)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("python -m bench: error: "), error
+    assert fragment in error, error

@@ -244,7 +244,12 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
         # The safe loader refuses tags such as !!python/object instead of running them.
         detail = " ".join(str(error).split())
         raise PipelineError(f"{path} is not valid plain YAML: {detail}") from None
-    params = _check_section(values, SCHEMA, "", str(path))
+    return check_params(values, str(path))
+
+
+def check_params(values: Any, source: str) -> dict[str, Any]:
+    """``values`` (as YAML read them from ``source``) checked as load_params checks a file."""
+    params = _check_section(values, SCHEMA, "", source)
     check_train_settings(params["train"])
     return params
 
