@@ -20,7 +20,7 @@ from tests.conftest import REPOSITORY
 from tests.test_failures import prepare, run_stage_process, stage_command
 from tests.test_gate import commit_all, git, write_metrics
 
-EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def assert_interrupted(process: subprocess.Popen, signal_number: int, *fragments: str) -> str:
@@ -53,12 +53,12 @@ def wait_until_reading(fifo: Path, process: subprocess.Popen) -> int:
 
 
 def as_from_a_shell() -> None:
-    """A preexec_fn: SIGINT and SIGTERM at their defaults, as a shell starts a command.
+    """A preexec_fn: the handled signals at their defaults, as a shell starts a command.
 
     A pytest-xdist worker ignores SIGINT, and a child inherits that; the stages
     (rightly) leave an ignored signal ignored, as under nohup.
     """
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
+    for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signal_number, signal.SIG_DFL)
 
 
@@ -104,6 +104,8 @@ def project(tmp_path):
     [
         ("download", signal.SIGTERM, "run dvc repro again to fetch the rest"),
         ("preprocess", signal.SIGINT, "previous ones or none"),
+        # A closed terminal: by default Python would end at once, its temporary files left.
+        ("preprocess", signal.SIGHUP, "previous ones or none"),
         ("evaluate", signal.SIGTERM, "run dvc repro again"),
         ("export", signal.SIGINT, "run dvc repro again"),
     ],

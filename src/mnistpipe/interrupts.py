@@ -1,11 +1,13 @@
-"""Ctrl-C (SIGINT) and SIGTERM: one line saying what stopped and how to go on, no traceback.
+"""Ctrl-C (SIGINT), SIGTERM, SIGHUP: one line saying what stopped and how to go on, no traceback.
 
 Every file the pipeline writes appears whole or not at all, so an interrupted
 stage needs no clean-up of its own: the signal only has to unwind the stack
 (the temporary files go with it) and be reported. SIGTERM, which CI runners
-and ``kill`` send, is turned into the same exception as Ctrl-C; the exit status
-is the shell's convention, 128 + the signal's number (130 for SIGINT, 143 for
-SIGTERM).
+and ``kill`` send, and SIGHUP, which a closed terminal or a dropped SSH session
+sends (by default it ends Python on the spot, leaving its temporary files
+behind), are turned into the same exception as Ctrl-C; the exit status is the
+shell's convention, 128 + the signal's number (130 for SIGINT, 143 for
+SIGTERM, 129 for SIGHUP).
 """
 
 import contextlib
@@ -17,11 +19,11 @@ from pathlib import Path
 from mnistpipe import paths
 from mnistpipe.errors import standard_output_guarded
 
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; a KeyboardInterrupt, which ``except Exception`` lets pass."""
+    """A handled signal arrived; a KeyboardInterrupt, which ``except Exception`` lets pass."""
 
     def __init__(self, signal_number: int):
         super().__init__(signal.Signals(signal_number).name)
@@ -45,7 +47,7 @@ def as_interrupted(interruption: KeyboardInterrupt) -> Interrupted:
 
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` once.
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` once.
 
     A second signal while the first one unwinds the stack (closing files,
     removing temporary ones) is ignored, so the clean-up is not cut short by a
@@ -113,17 +115,19 @@ def how_to_go_on(stage: str) -> str:
 def report(what: str, interruption: KeyboardInterrupt, next_step: str) -> int:
     """Print the one-line report of an interruption; return the exit status to end with."""
     interruption = as_interrupted(interruption)
-    print(
-        f"error: {what}: interrupted{'' if next_step.startswith(';') else ' '}{next_step} "
-        f"({interruption.signal_name})",
-        file=sys.stderr,
-        flush=True,
-    )
+    # After a SIGHUP the terminal may be gone: the line then has nowhere to go (EIO).
+    with contextlib.suppress(OSError):
+        print(
+            f"error: {what}: interrupted{'' if next_step.startswith(';') else ' '}{next_step} "
+            f"({interruption.signal_name})",
+            file=sys.stderr,
+            flush=True,
+        )
     return interruption.exit_status
 
 
 def handled(what: str, next_step: str) -> Callable:
-    """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143.
+    """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143/129.
 
     A closed standard output ends it with 141 and no traceback
     (errors.standard_output_guarded).
