@@ -21,6 +21,7 @@ from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
 from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
+from mnistpipe.cli import one_line_argument_errors
 from mnistpipe.errors import PipelineError
 from mnistpipe.params import check_params
 
@@ -36,15 +37,10 @@ PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "scaling", "seeds")
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An argument error is one line, as every other error here; --help shows the usage."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_arguments(argv):
-    parser = _OneLineParser(prog="python -m bench", description=bench.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=bench.__doc__.split("\n")[0]
+    )
     parser.add_argument("--epochs", type=int, default=5, help="the tutorial's epochs (default 5)")
     parser.add_argument(
         "--seeds", type=int, default=1, help="seeds of the default params (default 1)"
@@ -298,4 +294,7 @@ def save(results: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # A bad argument is one line, as through `mnistpipe bench` (the same mechanism).
+    with one_line_argument_errors("python -m bench"):
+        status = main()
+    raise SystemExit(status)

@@ -22,6 +22,7 @@ from bench.scaling import summarize_scaling
 from bench.seeds import summarize_seeds
 from bench.serving import SERVER_ENVIRONMENT, measure_serving, one_image_server
 from bench.turns import Turns
+from mnistpipe.cli import one_line_argument_errors
 from tests.conftest import synthetic_idx_files
 
 
@@ -380,9 +381,9 @@ def test_a_bad_argument_is_one_line_and_status_2_before_any_work(
     # --limit -1 and --set without '=' failed after the download (exit 1), --raw
     # nonexistent with a FileNotFoundError traceback, --results after the first part.
     monkeypatch.setattr("tempfile.mkdtemp", lambda **_: pytest.fail("the bench started work"))
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(SystemExit) as exited, one_line_argument_errors("python -m bench"):
         bench_main(arguments)
     assert exited.value.code == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and error.startswith("python -m bench: error: "), error
+    assert error.count("\n") == 1 and error.startswith("error: python -m bench: "), error
     assert fragment in error, error

@@ -25,9 +25,16 @@ ACTIONS = {"push": "to", "pull": "from"}
 def describe(name: str | None, action: str = "push") -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
     # `dvc remote list` prints "NAME URL", with "(default)" after the default one.
+    listing = run_dvc("remote", "list")
+    if listing.returncode != 0:
+        # Not "has: none": the remotes are unknown, and DVC's reason says why.
+        raise PipelineError(
+            f"`dvc remote list` failed: {dvc_reason(listing.stdout + listing.stderr)}; "
+            "expected the DVC repository's remotes (run it in the project's folder)"
+        )
     remotes = {
         fields[0]: fields[1]
-        for fields in (line.split() for line in run_dvc("remote", "list").stdout.splitlines())
+        for fields in (line.split() for line in listing.stdout.splitlines())
         if len(fields) >= 2
     }
     known = ", ".join(sorted(remotes)) or "none"
