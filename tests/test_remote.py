@@ -143,9 +143,11 @@ def test_no_default_remote_says_so_and_how_to_add_one(tmp_path, monkeypatch, cap
     # that was taken as a name: "no DVC remote named 'No default remote set'".
     # A DVC repository with one remote, none of them the default (as `dvc init --no-scm`
     # and `dvc remote add other ...` write it, without their seconds of start-up).
+    # A URL longer than the 80 columns `dvc remote list` wraps its table at, off a terminal.
+    url = f"{tmp_path}/{'a-long-folder-name/' * 5}other"
     (tmp_path / ".dvc").mkdir()
     (tmp_path / ".dvc" / "config").write_text(
-        f'[core]\n    no_scm = true\n[remote "other"]\n    url = {tmp_path / "other"}\n'
+        f'[core]\n    no_scm = true\n[remote "other"]\n    url = {url}\n'
     )
     monkeypatch.chdir(tmp_path)
     for action in ("push", "pull"):
@@ -156,6 +158,7 @@ def test_no_default_remote_says_so_and_how_to_add_one(tmp_path, monkeypatch, cap
             "error: no default DVC remote is set (`dvc remote list` has: other)"
         ), error
         assert "`dvc remote add -d NAME URL`" in error and f"make {action} REMOTE=NAME" in error
+    assert remote_module.describe("other") == f"'other' ({url})"
 
 
 def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):

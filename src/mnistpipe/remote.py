@@ -24,25 +24,25 @@ ACTIONS = {"push": "to", "pull": "from"}
 
 def describe(name: str | None, action: str = "push") -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
-    # `dvc remote list` prints "NAME URL", with "(default)" after the default one.
-    listing = run_dvc("remote", "list")
+    # `dvc config --list` prints every level's settings merged, one KEY=VALUE a line.
+    # Not `dvc remote list`: its table wraps a URL longer than the terminal is wide
+    # onto the next line (80 columns when the output is not a terminal).
+    listing = run_dvc("config", "--list")
     if listing.returncode != 0:
         # Not "has: none": the remotes are unknown, and DVC's reason says why.
         raise PipelineError(
-            f"`dvc remote list` failed: {dvc_reason(listing.stdout + listing.stderr)}; "
-            "expected the DVC repository's remotes (run it in the project's folder)"
+            f"`dvc config --list` failed: {dvc_reason(listing.stdout + listing.stderr)}; "
+            "expected the DVC repository's settings (run it in the project's folder)"
         )
+    settings = dict(line.partition("=")[::2] for line in listing.stdout.splitlines())
     remotes = {
-        fields[0]: fields[1]
-        for fields in (line.split() for line in listing.stdout.splitlines())
-        if len(fields) >= 2
+        key.removeprefix("remote.").removesuffix(".url"): url
+        for key, url in settings.items()
+        if key.startswith("remote.") and key.endswith(".url")
     }
     known = ", ".join(sorted(remotes)) or "none"
     if name is None:
-        # With no default, `dvc remote default` exits 1 and prints "No default remote set"
-        # on standard output: a message, not a name.
-        default = run_dvc("remote", "default")
-        name = default.stdout.strip() if default.returncode == 0 else ""
+        name = settings.get("core.remote", "")
         if not name:
             raise PipelineError(
                 f"no default DVC remote is set (`dvc remote list` has: {known}); expected one "
