@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,28 +80,37 @@ def _latencies(serve, images, count: int = 300) -> list[float]:
 
 
 def one_image_server(saved_model: Path, raw_directory: Path) -> dict:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.serving", str(saved_model), str(raw_directory)],
-        cwd=_REPOSITORY,
-        env={**os.environ, **SERVER_ENVIRONMENT},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        reason = (completed.stderr.strip().splitlines() or ["no message"])[-1]
-        sys.exit(
-            f"bench: timing one image at a time on {saved_model} failed with exit status "
-            f"{completed.returncode}: {reason}"
+    with tempfile.TemporaryDirectory() as scratch:
+        # The figures come back in a file: oneDNN's and TensorFlow's C code may write
+        # to standard output too (ONEDNN_VERBOSE), and flush it after Python's last line.
+        figures_path = Path(scratch) / "figures.json"
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.serving",
+                *(str(path.resolve()) for path in (saved_model, raw_directory, figures_path)),
+            ],
+            cwd=_REPOSITORY,
+            env={**os.environ, **SERVER_ENVIRONMENT},
+            capture_output=True,
+            text=True,
+            check=False,
         )
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+        if completed.returncode == 0 and figures_path.is_file():
+            return json.loads(figures_path.read_text())
+    reason = (completed.stderr.strip().splitlines() or ["no message"])[-1]
+    sys.exit(
+        f"bench: timing one image at a time on {saved_model} failed with exit status "
+        f"{completed.returncode}: {reason}"
+    )
 
 
 def main(arguments: list[str]) -> int:
-    """The one-image server: SavedModel ``arguments[0]``, raw test images in ``arguments[1]``."""
+    """The one-image server: SavedModel, raw test images' folder, where to write the figures."""
     from mnistpipe.data import read_raw
 
-    saved_model, raw_directory = Path(arguments[0]), Path(arguments[1])
+    saved_model, raw_directory, figures_path = (Path(argument) for argument in arguments)
     if not (saved_model / "saved_model.pb").is_file():
         print(
             f"error: {saved_model} holds no saved_model.pb; expected a SavedModel", file=sys.stderr
@@ -117,13 +127,13 @@ def main(arguments: list[str]) -> int:
     figures = {
         "serving_single_ms_p50": statistics.median(latencies),
         "serving_single_ms_p90": statistics.quantiles(latencies, n=10)[-1],
-        # How the server was set up, as TensorFlow reports it.
+        # How the server was set up: TensorFlow's thread count, and the environment.
         "serving_single_server": {
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             **{name: os.environ.get(name) for name in SERVER_ENVIRONMENT},
         },
     }
-    print(json.dumps(figures))
+    figures_path.write_text(json.dumps(figures))
     return 0
 
 
