@@ -14,6 +14,7 @@ import os
 import resource
 import runpy
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -432,3 +433,26 @@ def test_files_written_whole_get_the_mode_a_plain_write_gives(tmp_path, umask):
     for name in ("metrics.json", "images.npy", "model.keras", "export/classes.json"):
         assert mode(tmp_path / name) == mode(plain_file), name
     assert mode(tmp_path / "export") == mode(plain_directory) == oct(0o777 & ~umask)
+
+
+def test_a_directory_written_whole_in_a_setgid_directory_keeps_the_shared_group(tmp_path):
+    # In a shared directory (chmod 2775, a team's group) mkdir() makes a setgid
+    # directory, so what is written in it later gets the team's group; the chmod
+    # giving mkdtemp's 0700 directory its mode had dropped that bit.
+    from mnistpipe.files import atomic_directory
+
+    shared = tmp_path / "models"
+    shared.mkdir()
+    group = os.getgid() + 4242  # a group other than the writer's, as a team's is
+    os.chown(shared, -1, group)
+    os.chmod(shared, 0o2775)
+    (shared / "plain").mkdir()
+    with atomic_directory(shared / "export") as temporary:
+        (temporary / "classes.json").write_text("{}")
+    (shared / "export" / "written-later.txt").write_text("x")
+
+    export = shared / "export"
+    assert export.stat().st_mode & stat.S_ISGID
+    assert export.stat().st_mode & 0o7777 == (shared / "plain").stat().st_mode & 0o7777
+    for path in (export, export / "classes.json", export / "written-later.txt"):
+        assert path.stat().st_gid == group, path

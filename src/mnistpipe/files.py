@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,8 +47,15 @@ def _as_if_created(path: Path, directory: bool = False) -> None:
     Otherwise a model exported for a server running as another user, or data a
     teammate's account reads, could be read by this user alone. Read at each call,
     the umask decides, as it decides for a plain write.
+
+    A directory made inside a setgid one (a shared group's ``chmod 2775``) gets
+    the setgid bit from the kernel, as mkdir() gives it; chmod() would drop it, and
+    the files written in it later would get the writer's group, not the shared one.
     """
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+    mode = (0o777 if directory else 0o666) & ~_umask()
+    if directory:
+        mode |= os.stat(path).st_mode & stat.S_ISGID
+    os.chmod(path, mode)
 
 
 @contextlib.contextmanager
