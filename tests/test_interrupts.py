@@ -301,6 +301,77 @@ def test_a_command_whose_reader_went_away_ends_quietly_with_141(tmp_path, comman
     assert result.stderr == ""
 
 
+# A stage that printed, then stopped: with its reader or its terminal gone, what
+# stayed buffered could not be written at exit ("Exception ignored ...
+# BrokenPipeError", status 120 instead of the stage's own).
+STAGE_THAT_PRINTED_THEN_STOPPED = """
+import os, signal, sys
+from mnistpipe.errors import PipelineError, run_stage
+
+def main():
+    print("a line nobody reads", end="")
+    if sys.argv[1] == "error":
+        raise PipelineError("params.yaml: train.epochs is 0; expected a positive integer")
+    if sys.argv[1] == "exit":
+        sys.exit(3)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    signal.pause()
+
+run_stage(main)
+"""
+STOPPED = "error: stage: interrupted; nothing was half written; run it again"
+
+
+def run_stage_that_printed_then_stopped(tmp_path, how, run=run_with_stdout_closed):
+    script = tmp_path / "stage.py"
+    script.write_text(STAGE_THAT_PRINTED_THEN_STOPPED)
+    # Under PYTHONUNBUFFERED (as the tests run) nothing stays buffered: without it,
+    # a pipe is block-buffered, as it is for a user.
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return run([sys.executable, str(script), how], tmp_path, env=environment)
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "stderr"),
+    [
+        ("error", 1, "error: params.yaml: train.epochs is 0; expected a positive integer\n"),
+        ("SIGTERM", 143, f"{STOPPED} (SIGTERM)\n"),
+        ("SIGINT", 130, f"{STOPPED} (SIGINT)\n"),
+        ("exit", 3, ""),
+    ],
+)
+def test_a_stage_that_stops_after_printing_to_a_gone_reader_ends_with_its_own_status(
+    tmp_path, how, status, stderr
+):
+    result = run_stage_that_printed_then_stopped(tmp_path, how)
+    assert result.returncode == status, result.stderr
+    assert result.stderr == stderr
+
+
+def run_with_terminal_gone(command, cwd: Path, **options) -> subprocess.CompletedProcess:
+    """Run ``command`` on a terminal that has gone (a dropped SSH session): writes fail, EIO."""
+    controller, terminal = os.openpty()
+    os.close(controller)
+    try:
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            **options,
+        )
+    finally:
+        os.close(terminal)
+
+
+def test_a_stage_hung_up_on_with_output_buffered_for_a_gone_terminal_ends_with_129(tmp_path):
+    result = run_stage_that_printed_then_stopped(tmp_path, "SIGHUP", run=run_with_terminal_gone)
+    assert result.returncode == 129, result.stderr
+    assert result.stderr == f"{STOPPED} (SIGHUP)\n"
+
+
 def test_a_stage_whose_reader_went_away_ends_quietly_and_writes_nothing_half(
     project, synthetic_files
 ):

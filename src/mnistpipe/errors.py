@@ -62,6 +62,10 @@ def standard_output_guarded() -> Iterator[None]:
       ``é`` under ``PYTHONIOENCODING=ascii``) is written with backslash escapes,
       as Python writes it to standard error, rather than raising
       UnicodeEncodeError.
+    - A block that ends with any other exception (a ``PipelineError``, an
+      interruption, ``sys.exit``) ends with the status that exception stands for:
+      what it left buffered is written first, or dropped as above when the reader
+      or the terminal has gone.
     """
     stream = sys.stdout
     errors = getattr(stream, "errors", None)
@@ -72,15 +76,37 @@ def standard_output_guarded() -> Iterator[None]:
         if sys.stdout is not None:
             sys.stdout.flush()
     except BrokenPipeError:
-        with contextlib.suppress(OSError, AttributeError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        _standard_output_dropped()
         raise SystemExit(CLOSED_OUTPUT_STATUS) from None
+    except BaseException:
+        # The block ends otherwise (an error, an interruption, sys.exit) with output
+        # perhaps still buffered (a pipe or a file is not line-buffered). Python's own
+        # flush at exit would meet the gone reader (EPIPE) or the gone terminal after
+        # a SIGHUP (EIO), print "Exception ignored" and exit 120, not with the
+        # status this exception stands for: flush here, and drop what cannot go.
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except (OSError, ValueError):
+            _standard_output_dropped()
+        raise
     finally:
         if isinstance(stream, io.TextIOWrapper) and errors == "strict":
             with contextlib.suppress(ValueError):
                 stream.reconfigure(errors=errors)
+
+
+def _standard_output_dropped() -> None:
+    """Point file descriptor 1 at /dev/null, so that Python's own flush at exit fails no more.
+
+    What is still buffered then goes there: its reader, or its terminal, is gone.
+    """
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def tensorflow_reason(error: Exception) -> str:
