@@ -139,17 +139,37 @@ def measured_params(parser: argparse.ArgumentParser, arguments) -> dict:
     for change in arguments.set:
         key, equals, value = change.partition("=")
         section, _, name = key.partition(".")
-        if not equals or not name or name not in (params.get(section) or {}):
-            parser.error(f"--set {change}: expected SECTION.KEY=VALUE, a key of params.yaml")
+        # seed and dataset are values, not sections: `name in 42` raised a TypeError
+        # and `"as" in "fashion_mnist"` matched a substring, then assigning failed.
+        if (
+            not equals
+            or not name
+            or not isinstance(params.get(section), dict)
+            or name not in params[section]
+        ):
+            parser.error(
+                f"--set {shortened(change)}: expected SECTION.KEY=VALUE, a key of params.yaml"
+            )
         try:
             params[section][name] = yaml.safe_load(value)
-        except yaml.YAMLError as error:
-            parser.error(f"--set {change}: {' '.join(str(error).split())}; expected a YAML value")
+        # Not only YAMLError: a 10000-level [[[...]]] exhausts the recursion limit,
+        # and PyYAML's own conversions raise ValueError (an integer of more than 4300
+        # digits, a date such as 2020-13-45).
+        except (yaml.YAMLError, ValueError, RecursionError) as error:
+            parser.error(
+                f"--set {shortened(change)}: {' '.join(str(error).split())}; expected a YAML value"
+            )
     try:
         check_params(params, "--set")
     except PipelineError as error:
         parser.error(str(error))
     return params
+
+
+def shortened(change: str, length: int = 80) -> str:
+    """The --set argument as an error quotes it: the start of a value thousands of
+    characters long is enough to recognise it, and keeps the error one readable line."""
+    return change if len(change) <= length else f"{change[:length]}... ({len(change)} characters)"
 
 
 # Ctrl-C or a SIGTERM ends a run of an hour with one line, as the stages do; every

@@ -371,6 +371,13 @@ def test_a_one_image_server_that_fails_ends_the_bench_with_one_line(tmp_path):
         (["--set", "train.epoch=3"], "--set train.epoch=3: expected SECTION.KEY=VALUE"),
         (["--set", "train.epochs=0"], "train.epochs is 0; expected an integer >= 1"),
         (["--set", "train.epochs=["], "--set train.epochs=[: while parsing"),
+        # seed and dataset are values, not sections (a TypeError traceback before).
+        (["--set", "seed.x=1"], "--set seed.x=1: expected SECTION.KEY=VALUE"),
+        (["--set", "dataset.as=1"], "--set dataset.as=1: expected SECTION.KEY=VALUE"),
+        # Values PyYAML fails on with RecursionError and ValueError, not YAMLError.
+        (["--set", "train.epochs=" + "[" * 10000], "maximum recursion depth exceeded"),
+        (["--set", "train.epochs=" + "1" * 5000], "Exceeds the limit (4300 digits)"),
+        (["--set", "train.epochs=2020-13-45"], "month must be in 1..12; expected a YAML value"),
         (["--raw", "/nonexistent"], "--raw /nonexistent is not a directory"),
         (["--results", "/nonexistent/dir/x.json"], "/nonexistent/dir is not a directory"),
     ],
@@ -387,3 +394,5 @@ def test_a_bad_argument_is_one_line_and_status_2_before_any_work(
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: python -m bench: "), error
     assert fragment in error, error
+    # A value thousands of characters long is quoted by its start only.
+    assert len(error) < 500, error
