@@ -161,6 +161,37 @@ def test_no_default_remote_says_so_and_how_to_add_one(tmp_path, monkeypatch, cap
     assert remote_module.describe("other") == f"'other' ({url})"
 
 
+def test_outside_a_dvc_repository_says_so_and_transfers_nothing(tmp_path, monkeypatch):
+    # `dvc config --list` exits 0 outside a repository, with the global and system
+    # levels only: a default remote set globally was pushed to ("dvc push to remote
+    # 'team' ... failed: you are not inside of a DVC repository; expected the server
+    # to be reachable"), and none read as "no default DVC remote is set".
+    global_config, system_config = tmp_path / "global", tmp_path / "system"
+    global_config.mkdir()
+    system_config.mkdir()
+    (global_config / "config").write_text(
+        f'[core]\n    remote = team\n[remote "team"]\n    url = {tmp_path / "store"}\n'
+    )
+    folder = tmp_path / "not-a-repository"
+    folder.mkdir()
+    # The user's own DVC settings stay out of it: only the global level written above.
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(global_config))
+    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(system_config))
+    for action in ("push", "pull"):
+        result = remote(folder, action, check=False)
+        assert result.returncode == 1, result
+        assert result.stdout == "", result.stdout
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(
+            f"error: {folder}: you are not inside of a DVC repository"
+        ), result.stderr
+        assert "expected a DVC repository" in result.stderr and "`dvc init`" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
 def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):
     origin, _ = pushed
     clone = fresh_clone(origin, tmp_path / "clone")

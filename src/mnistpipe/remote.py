@@ -24,7 +24,20 @@ ACTIONS = {"push": "to", "pull": "from"}
 
 def describe(name: str | None, action: str = "push") -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
-    # `dvc config --list` prints every level's settings merged, one KEY=VALUE a line.
+    # Outside a DVC repository `dvc config --list` still exits 0, with the system and
+    # global levels only: a remote set globally would be pushed to from a folder that
+    # has nothing to push, and no remote at all read as "no default remote is set".
+    # `dvc root` is what fails there.
+    root = run_dvc("root")
+    if root.returncode != 0:
+        raise PipelineError(
+            f"{Path.cwd()}: {dvc_reason(root.stdout + root.stderr)}; expected a DVC "
+            "repository: run it in the project's folder (or one under it), or make one "
+            "with `dvc init`"
+        )
+    # `dvc config --list` prints each level's settings in turn, one KEY=VALUE a line:
+    # system, global, repo, then local. Read into one dict, a key's last line wins,
+    # which is DVC's own precedence (local over repo over global over system).
     # Not `dvc remote list`: its table wraps a URL longer than the terminal is wide
     # onto the next line (80 columns when the output is not a terminal).
     listing = run_dvc("config", "--list")
