@@ -393,8 +393,10 @@ def test_metrics_the_model_card_needs_missing_stop_export_naming_file_and_key(
         (lambda path: path.write_text('{"accuracy": NaN}'), "NaN is not a number JSON allows"),
         (lambda path: path.write_text('{"accuracy": 1e999}'), "evaluate.accuracy"),
         (lambda path: path.write_text("[0.93]"), "holds a JSON list"),
+        # json.loads raises RecursionError, not ValueError, some thousand arrays deep.
+        (lambda path: path.write_text("[" * 100000), "metrics/evaluate.json is not valid JSON"),
     ],
-    ids=["not-utf-8", "directory", "nan", "infinity", "list"],
+    ids=["not-utf-8", "directory", "nan", "infinity", "list", "nested"],
 )
 def test_a_damaged_workspace_metrics_file_is_one_gate_error(
     tmp_path, monkeypatch, capsys, write, fragment

@@ -13,7 +13,6 @@ experiment; the gate refuses to let one below it through), 2 on an error
 """
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
+from mnistpipe.inputs import parse_json_object
 from mnistpipe.params import Tolerances, load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -30,6 +30,9 @@ LOWER_IS_BETTER_SUFFIXES = ("loss", "disagreements", "difference")
 # Where a metrics file's keys lived in revisions committed before it existed: the
 # per-class figures were part of metrics/evaluate.json until they got a file of their own.
 FORMER_HOMES = {paths.CLASS_METRICS: paths.EVALUATE_METRICS}
+
+# What a metrics file, committed or in the workspace, must hold.
+METRICS_EXPECTED = "a JSON object of metrics"
 
 
 def metric_file(metric: str) -> Path:
@@ -55,7 +58,7 @@ def read_committed(revision: str, path: Path) -> dict:
         return read_committed(revision, FORMER_HOMES[path])
     if shown.returncode != 0:
         raise PipelineError(f"{path} does not exist at revision {revision!r}")
-    return _parse(shown.stdout, f"{path} at {revision}")
+    return parse_json_object(shown.stdout, f"{path} at {revision}", METRICS_EXPECTED)
 
 
 def read_workspace(path: Path) -> dict:
@@ -69,23 +72,7 @@ def read_workspace(path: Path) -> dict:
         raise PipelineError(
             f"cannot read {path} ({reason}); expected the JSON metrics dvc repro writes"
         ) from None
-    return _parse(text, str(path))
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _parse(text: str, source: str) -> dict:
-    try:
-        metrics = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as error:
-        raise PipelineError(f"{source} is not valid JSON: {error}") from None
-    if not isinstance(metrics, dict):
-        raise PipelineError(
-            f"{source} holds a JSON {type(metrics).__name__}; expected a JSON object of metrics"
-        )
-    return metrics
+    return parse_json_object(text, str(path), METRICS_EXPECTED)
 
 
 def lookup(metrics: dict, metric: str, source: str) -> float:

@@ -7,6 +7,7 @@ otherwise fail deep inside the code that reads it, with a traceback.
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,23 +33,16 @@ def read_json_object(
     ``macro_avg.f1`` is the key ``f1`` of the object under ``macro_avg``.
     """
     way_back = f"run dvc repro --force {writer} (or dvc checkout {path})"
+    expected = f"the JSON object the {writer} stage writes; {way_back}"
     try:
-        with open(path, encoding="utf-8") as stream:
-            value = json.load(stream, parse_constant=_refuse_constant)
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PipelineError(
             f"{path} does not exist; expected the {writer} stage's output: run dvc repro"
         ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise PipelineError(
-            f"{path} is not valid JSON ({error}); expected the JSON object the {writer} "
-            f"stage writes; {way_back}"
-        ) from None
-    if not isinstance(value, dict):
-        raise PipelineError(
-            f"{path} holds a JSON {type(value).__name__}; expected the JSON object the "
-            f"{writer} stage writes; {way_back}"
-        )
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path} is not valid JSON ({error}); expected {expected}") from None
+    value = parse_json_object(text, str(path), expected)
     missing = [key for key in (*required, *numbers) if _missing(value, key)]
     if missing:
         named = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if missing[4:] else "")
@@ -67,6 +61,23 @@ def read_json_object(
         number = _lookup(value, key)
         if isinstance(number, float) and not math.isfinite(number):
             raise PipelineError(f"{path} has {key} {number}; expected a finite number; {way_back}")
+    return value
+
+
+def parse_json_object(text: str, source: str, expected: str) -> dict:
+    """The JSON object ``text`` holds; ``source`` names where the text is from.
+
+    Text that is not JSON, NaN or an infinity written as a constant, or a document
+    that is not an object raises ``PipelineError`` naming ``source`` and what was
+    ``expected``. Text read from git (``git show``) has no file to open, hence text.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        # RecursionError: an array nested some thousands deep ([[[[...).
+        raise PipelineError(f"{source} is not valid JSON ({error}); expected {expected}") from None
+    if not isinstance(value, dict):
+        raise PipelineError(f"{source} holds a JSON {type(value).__name__}; expected {expected}")
     return value
 
 
