@@ -1,15 +1,21 @@
 """python -m mnistpipe.predict on PNG, JPEG and IDX files, with the synthetic dataset's export."""
 
+import contextlib
 import csv
+import errno
 import io
 import json
+import os
+import signal
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnistpipe import paths
+from mnistpipe import interrupts, paths, predict
 from mnistpipe.datasets import FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.idx import read_images
@@ -155,3 +161,91 @@ def test_a_damaged_jpeg_is_one_line_with_libjpegs_reason(tmp_path, capfd, damage
     assert message.startswith(f"{path} is a damaged JPEG file ({reason}; "), message
     assert "{{" not in message and "Op:" not in message and "\n" not in message
     assert capfd.readouterr().err == ""
+
+
+def _standard_error_identity():
+    status = os.fstat(2)
+    return status.st_dev, status.st_ino
+
+
+def _current_signal_mask():
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["decoded", "damaged"])
+def test_a_decode_leaves_standard_error_the_signal_mask_and_descriptors_as_they_were(
+    tmp_path, good
+):
+    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
+    content = picture if good else picture[:200] + b"\xff\xd9" + picture[202:]
+    decode_picture(Path("warm-up.jpg"), picture)
+    identity, mask = _standard_error_identity(), _current_signal_mask()
+    descriptors = len(os.listdir("/proc/self/fd"))
+
+    for _ in range(5):
+        with contextlib.suppress(PipelineError):
+            decode_picture(tmp_path / "picture.jpg", content)
+
+    assert _standard_error_identity() == identity
+    assert _current_signal_mask() == mask
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+
+
+def test_the_capture_file_is_closed_when_standard_error_cannot_be_duplicated(monkeypatch):
+    # Out of descriptors, os.dup(2) fails after the capture file was opened: it was left open.
+    opened = []
+    real_temporary_file = tempfile.TemporaryFile
+
+    def temporary_file(*arguments, **keywords):
+        opened.append(real_temporary_file(*arguments, **keywords))
+        return opened[-1]
+
+    def no_descriptor_left(descriptor):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(predict.tempfile, "TemporaryFile", temporary_file)
+    monkeypatch.setattr(predict.os, "dup", no_descriptor_left)
+    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
+
+    decode_picture(Path("picture.jpg"), picture)
+
+    assert len(opened) == 1 and opened[0].closed
+
+
+@pytest.mark.parametrize("swap", ["in", "back"])
+def test_a_signal_during_the_stderr_swap_is_raised_with_stderr_restored(monkeypatch, swap):
+    # A SIGTERM between the dup2 swaps raised Interrupted where nothing swapped
+    # stderr back: the interruption's line went into the capture file.
+    identity, mask = _standard_error_identity(), _current_signal_mask()
+    seen_by_handler = []
+
+    def handler(signal_number, frame):
+        seen_by_handler.append(_standard_error_identity())
+        raise interrupts.Interrupted(signal_number)
+
+    real_dup2 = os.dup2
+    swaps = []
+
+    def dup2_then_signalled(source, target):
+        swaps.append(target)
+        if target == 2 and swap == "back" and len(swaps) == 2:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        real_dup2(source, target)
+        if target == 2 and swap == "in" and len(swaps) == 1:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
+    handler_before = signal.signal(signal.SIGTERM, handler)
+    try:
+        monkeypatch.setattr(predict.os, "dup2", dup2_then_signalled)
+        with pytest.raises(interrupts.Interrupted):
+            decode_picture(Path("picture.jpg"), picture)
+    finally:
+        monkeypatch.undo()
+        restored = _standard_error_identity()
+        signal.signal(signal.SIGTERM, handler_before)
+
+    assert restored == identity
+    assert _current_signal_mask() == mask
+    if swap == "back":
+        assert seen_by_handler == [identity]

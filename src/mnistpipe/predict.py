@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -121,6 +122,16 @@ def jpeg_components(content: bytes) -> int | None:
 _TENSORFLOW_LOG_LINE = re.compile(r"[IWEF]\d{4} ")
 
 
+def _block_handled_signals() -> None:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the mask is set back.
+
+    A signal that comes meanwhile stays pending and is delivered (its handler
+    raising ``Interrupted``) when it is. Python runs the handler of a signal
+    that came just before at once, so this call may itself raise.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, interrupts.HANDLED_SIGNALS)
+
+
 @contextlib.contextmanager
 def _native_messages_kept(kept: list[str]) -> Iterator[None]:
     """Within the block, what C code (libjpeg, libpng) writes to standard error goes to ``kept``.
@@ -128,23 +139,54 @@ def _native_messages_kept(kept: list[str]) -> Iterator[None]:
     A damaged picture makes libjpeg print its reason ("Bogus Huffman table
     definition") and TensorFlow a log line, each on a line of its own beside the
     one ``error:`` line; kept instead, the reason goes into that line.
+
+    A handled signal coming between the swaps of file descriptor 2 would raise
+    ``Interrupted`` where nothing swaps it back, and the interruption's line
+    would go into the capture file, lost. The signals are held back while it is
+    swapped, so one is raised inside the block that swaps back, or once stderr is
+    back; and that block swaps back from wherever it was stopped, because the
+    mask holds only this thread's signals: one sent to the process may land on
+    one of TensorFlow's threads, its handler still run here at once.
     """
+    # Read before anything is opened or changed: the mask every exit sets back.
+    mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    capture = None
     try:
         sys.stderr.flush()
         capture = tempfile.TemporaryFile()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):
-        yield  # No file to keep them in: they are shown, as before.
+        # No file to keep them in (out of descriptors, say): they are shown, as
+        # before, and the capture file, if it was opened, is not left open.
+        if capture is not None:
+            capture.close()
+        capture = None
+    if capture is None:
+        yield
         return
     with capture:
-        os.dup2(capture.fileno(), 2)
         try:
+            _block_handled_signals()
+            os.dup2(capture.fileno(), 2)
+            # A signal held back during the swap is raised here, and the finally
+            # below swaps stderr back.
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask_before)
             yield
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            kept += capture.read().decode("utf-8", "replace").splitlines()
+            try:
+                _block_handled_signals()
+            finally:
+                try:
+                    # Run whatever line a signal stopped the block at, even one
+                    # before the swap: swapping back twice does no harm.
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    capture.seek(0)
+                    kept += capture.read().decode("utf-8", "replace").splitlines()
+                finally:
+                    # A signal held back during the swap back is raised now, with
+                    # stderr restored for its one line.
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask_before)
 
 
 def decode_picture(path: Path, content: bytes) -> np.ndarray:
@@ -163,8 +205,8 @@ def decode_picture(path: Path, content: bytes) -> np.ndarray:
             f"{path} is a {kind} image of {width}x{height} pixels; expected at most "
             f"{MAX_IMAGE_PIXELS:,} pixels (8000x8000): scale it down first"
         )
-    # libjpeg turns CMYK (and YCCK, as print shops and Photoshop save) into RGB, not into
-    # gray ("Unsupported color conversion request"): those go through RGB.
+    # TensorFlow's JPEG decoder (libjpeg) turns CMYK (and YCCK, as print shops and Photoshop
+    # save) into RGB, not into gray ("Unsupported color conversion request"): those go through RGB.
     channels = 3 if kind == "JPEG" and jpeg_components(content) == 4 else 1
     messages: list[str] = []
     try:
