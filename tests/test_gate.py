@@ -205,3 +205,27 @@ def test_a_committed_metrics_file_that_is_not_utf_8_is_a_clear_error(repository,
     write_metrics(repository, accuracy=0.92, loss=0.22)
     assert main(["--against", "HEAD"]) == 2
     assert "error: metrics/evaluate.json at HEAD is not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("1" + "0" * 400, "an integer of 401 digits"),
+        ("-1" + "0" * 400, "a negative integer of 401 digits"),
+        ("1e999", "inf"),
+    ],
+    ids=["huge-integer", "huge-negative-integer", "infinity"],
+)
+def test_a_metric_beyond_floats_range_is_one_error_naming_file_and_metric(
+    repository, capsys, written, shown
+):
+    # math.isfinite(10**400) raised OverflowError: a traceback instead of this line.
+    (repository / "metrics" / "evaluate.json").write_text(f'{{"accuracy": {written}}}')
+
+    assert main(["--against", "HEAD", "--tolerance", "evaluate.accuracy=0.01"]) == 2
+
+    error = capsys.readouterr().err
+    assert error == (
+        f"error: metric evaluate.accuracy in metrics/evaluate.json in the workspace is {shown}; "
+        "expected a finite number\n"
+    ), error

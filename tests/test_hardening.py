@@ -25,6 +25,7 @@ from mnistpipe import download, gate, idx, predict, release
 from mnistpipe.data import prepare
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
+from mnistpipe.inputs import read_json_object
 from mnistpipe.models import build_mlp
 from tests.conftest import REPOSITORY, synthetic_split, write_mirror
 from tests.test_failures import (
@@ -416,6 +417,29 @@ def test_a_damaged_workspace_metrics_file_is_one_gate_error(
     assert gate.main(["--against", "HEAD"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1 and fragment in error, error
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("1" + "0" * 400, "an integer of 401 digits"), ("1e999", "inf")],
+    ids=["huge-integer", "infinity"],
+)
+@pytest.mark.parametrize("key", ["accuracy", "examples"], ids=["number", "required"])
+def test_a_number_beyond_floats_range_in_a_json_object_is_one_error_naming_file_and_key(
+    tmp_path, written, shown, key
+):
+    # An integer written out past float's range passed the check, and the float() of
+    # the code that read it raised OverflowError: a traceback.
+    path = tmp_path / "evaluate.json"
+    path.write_text(f'{{"accuracy": 0.9, "examples": 10, "{key}": {written}}}')
+
+    with pytest.raises(PipelineError) as raised:
+        read_json_object(path, "evaluate", required=("examples",), numbers=("accuracy",))
+
+    assert str(raised.value) == (
+        f"{path} has {key} {shown}; expected a finite number; "
+        f"run dvc repro --force evaluate (or dvc checkout {path})"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,13 @@ experiment; the gate refuses to let one below it through), 2 on an error
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError
-from mnistpipe.inputs import parse_json_object
+from mnistpipe.inputs import finite_number, parse_json_object, shown_number
 from mnistpipe.params import Tolerances, load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -81,9 +80,14 @@ def lookup(metrics: dict, metric: str, source: str) -> float:
         if not isinstance(value, dict) or part not in value:
             raise PipelineError(f"metric {metric} does not exist in {source}")
         value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PipelineError(f"metric {metric} in {source} is {value!r}; expected a finite number")
-    return float(value)
+    # finite_number, not math.isfinite: an integer past float's range (10**400)
+    # makes math.isfinite raise OverflowError.
+    number = finite_number(value)
+    if number is None:
+        raise PipelineError(
+            f"metric {metric} in {source} is {shown_number(value)}; expected a finite number"
+        )
+    return number
 
 
 def compare(tolerances: dict[str, float], revision: str) -> list[dict]:

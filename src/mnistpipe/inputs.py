@@ -57,10 +57,14 @@ def read_json_object(
                 f"writes it; {way_back}"
             )
     for key in (*required, *numbers):
-        # 1e999 is JSON's way to an infinity that parse_constant never sees.
+        # 1e999 is JSON's way to an infinity that parse_constant never sees, and an
+        # integer written out past float's range (10**400) breaks the float() of
+        # the code that reads it.
         number = _lookup(value, key)
-        if isinstance(number, float) and not math.isfinite(number):
-            raise PipelineError(f"{path} has {key} {number}; expected a finite number; {way_back}")
+        if isinstance(number, int | float) and finite_number(number) is None:
+            raise PipelineError(
+                f"{path} has {key} {shown_number(number)}; expected a finite number; {way_back}"
+            )
     return value
 
 
@@ -79,6 +83,29 @@ def parse_json_object(text: str, source: str, expected: str) -> dict:
     if not isinstance(value, dict):
         raise PipelineError(f"{source} holds a JSON {type(value).__name__}; expected {expected}")
     return value
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a number a float holds; None when it is not.
+
+    Not a bool, not NaN or an infinity, and not an integer beyond float's range,
+    which JSON allows (10**400 written out) and float() refuses with OverflowError.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def shown_number(value: Any) -> str:
+    """``value`` for an error line: an integer of hundreds of digits by its length only."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} integer of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def _lookup(value: Any, key: str) -> Any:
