@@ -89,6 +89,12 @@ def test_a_damaged_manifest_is_a_clear_error(prepared, tmp_path):
         ('{"train": {"count": 3, "shards": [".."]}}', "shards is ['..']"),
         ('{"train": {"count": 3, "shards": []}}', "shards is []"),
         ('{"train": {"count": 1e999, "shards": ["a"]}}', "(count is inf); expected a whole"),
+        (
+            '{"train": {"count": 1' + "0" * 400 + ', "shards": ["a"]}}',
+            "(count is 1000000000",
+        ),
+        ('{"train": {"count": 9223372036854775808, "shards": ["a"]}}', "2**63 - 1"),
+        ('{"train": {"count": -1, "shards": ["a"]}}', "(count is -1); expected a whole"),
         ('{"train": {"count": "3", "shards": ["a"]}}', "(count is '3'); expected a whole"),
         ('{"train": [3]}', "(train is [3]); expected an object"),
         ('{"train": "3"}', "(train is '3'); expected an object"),
@@ -99,7 +105,8 @@ def test_a_damaged_manifest_is_a_clear_error(prepared, tmp_path):
 )
 def test_a_manifest_of_the_wrong_structure_is_a_clear_error(tmp_path, manifest, fragment):
     # Shard names that are not strings gave an unhandled TypeError (path / 7); an
-    # infinite count an OverflowError; deep nesting a RecursionError.
+    # infinite count an OverflowError; one past int64 (10**400) a ValueError; deep
+    # nesting a RecursionError.
     (tmp_path / TFRECORD_MANIFEST).write_text(manifest)
     with pytest.raises(
         PipelineError, match=r"cannot read split 'train' from .*tfrecord.json"

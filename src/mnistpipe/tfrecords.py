@@ -22,6 +22,8 @@ from mnistpipe.errors import PipelineError, tensorflow_reason
 from mnistpipe.files import atomic_open, sha256_of_file
 
 _COMPRESSION = "GZIP"
+# TensorFlow counts a dataset's examples (its cardinality) in an int64.
+_MAX_COUNT = 2**63 - 1
 
 
 @contextlib.contextmanager
@@ -168,10 +170,12 @@ def _read_manifest(path: Path, split: str) -> dict:
             f"with the split's count, shards and sha256: {manifest_written}"
         )
     count, shards = entry.get("count"), entry.get("shards")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    # TensorFlow holds a count as an int64: a larger one (JSON allows 10**400) was
+    # a ValueError traceback from assert_cardinality ("out-of-range integer").
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
         raise PipelineError(
             f"cannot read split {split!r} from {path} (count is {count!r:.60}); expected a "
-            f"whole number >= 0: {manifest_written}"
+            f"whole number from 0 to 2**63 - 1: {manifest_written}"
         )
     # Plain file names beside the manifest: a name that is not a string, or a path that
     # leads elsewhere (/etc/passwd, ../x), is no shard preprocess wrote.
