@@ -125,3 +125,17 @@ def test_switching_format_leaves_no_file_of_the_other(prepared, tmp_path):
         "source.json"
     ]
     assert len(list(output.glob("*.npy"))) == 6
+
+
+def test_a_shard_that_is_not_gzip_is_one_line_with_tensorflows_reason(tmp_path):
+    # The reason alone: no {{function_node ...}}, [Op:...] or graph context lines.
+    (tmp_path / "train-00000-of-00001.tfrecord.gz").write_bytes(b"not gzip at all" * 10)
+    (tmp_path / TFRECORD_MANIFEST).write_text(
+        '{"train": {"count": 3, "shards": ["train-00000-of-00001.tfrecord.gz"]}}'
+    )
+    with pytest.raises(PipelineError) as raised:
+        load_examples(tmp_path, "train")
+    message = str(raised.value)
+    assert message.startswith(f"cannot read {tmp_path / 'train-00000-of-00001.tfrecord.gz'}: ")
+    assert "expected GZIP TFRecord shards" in message
+    assert "{{" not in message and "[Op:" not in message and "\n" not in message, message

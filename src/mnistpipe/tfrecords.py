@@ -144,7 +144,7 @@ def read_arrays(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
     except tf.errors.OpError as error:
         raise PipelineError(
-            f"cannot read the {split} shards in {directory}: {_first_line(error)}; {REBUILD}"
+            f"cannot read the {split} shards in {directory}: {tensorflow_reason(error)}; {REBUILD}"
         ) from None
     return images.numpy(), labels.numpy()
 
@@ -222,7 +222,7 @@ def _check_first_record(shard: Path) -> None:
             pixels, label = len(example["image"].numpy()), int(example["label"])
     except tf.errors.OpError as error:
         raise PipelineError(
-            f"cannot read {shard}: {_first_line(error)}; expected GZIP TFRecord shards of "
+            f"cannot read {shard}: {tensorflow_reason(error)}; expected GZIP TFRecord shards of "
             f"tf.train.Example (image, label) as preprocess writes; {REBUILD}"
         ) from None
     if pixels != IMAGE_SIDE * IMAGE_SIDE or not 0 <= label < NUM_CLASSES:
@@ -231,8 +231,3 @@ def _check_first_record(shard: Path) -> None:
             f"{IMAGE_SIDE}x{IMAGE_SIDE} = {IMAGE_SIDE * IMAGE_SIDE} bytes and a label 0-"
             f"{NUM_CLASSES - 1}; {REBUILD}"
         )
-
-
-def _first_line(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without the function and op names and graph context around it."""
-    return tensorflow_reason(error)
