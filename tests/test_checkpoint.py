@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnistpipe.checkpoint import Checkpoint
+from mnistpipe.checkpoint import Checkpoint, epochs_saved
 from mnistpipe.lineage import weights_sha256
 from mnistpipe.seeding import seed_everything
 from mnistpipe.training import train_from_params
@@ -167,3 +167,26 @@ def test_a_checkpoint_whose_state_is_not_an_object_is_ignored(tmp_path, capsys):
     assert Checkpoint(path, "any").restore(model=None, optimizer=None) == (0, {})
     assert "its state is a JSON list, not an object" in capsys.readouterr().err
     assert not path.exists()
+
+
+def test_a_checkpoint_whose_state_is_nested_too_deeply_is_ignored(tmp_path, capsys):
+    # JSON nested 100,000 deep was a RecursionError traceback before the first epoch.
+    path = tmp_path / "train.npz"
+    np.savez(path, state=np.frombuffer(b"[" * 100_000, dtype=np.uint8))
+    assert epochs_saved(path) == 0
+    assert Checkpoint(path, "any").restore(model=None, optimizer=None) == (0, {})
+    err = capsys.readouterr().err
+    assert err == (
+        f"warning: ignoring the checkpoint {path}: it cannot be read (its state is JSON nested "
+        "too deeply to read); training from epoch 1\n"
+    ), err
+    assert not path.exists()
+
+
+def test_an_interrupted_run_whose_checkpoint_counts_infinite_epochs_says_none_were_saved(
+    tmp_path,
+):
+    # int(1e999) raised OverflowError while the interruption was being reported.
+    path = tmp_path / "train.npz"
+    np.savez(path, state=np.frombuffer(b'{"epochs_done": 1e999}', dtype=np.uint8))
+    assert epochs_saved(path) == 0

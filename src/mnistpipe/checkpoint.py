@@ -54,10 +54,24 @@ def epochs_saved(path: str | Path) -> int:
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
-            state = json.loads(archive[_STATE_KEY].tobytes().decode())
+            state = _state_of(archive)
         return int(state["epochs_done"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+    # OverflowError: an epochs_done of 1e999, which int() cannot make whole.
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile):
         return 0
+
+
+def _state_of(archive) -> dict:
+    """The JSON object saved beside the checkpoint's arrays; ValueError if it is not one."""
+    try:
+        state = json.loads(archive[_STATE_KEY].tobytes().decode())
+    except RecursionError:
+        # JSON nested thousands deep ([[[[...) exhausts the parser's stack: as bad as
+        # any other JSON that does not parse, and caught where that is.
+        raise ValueError("its state is JSON nested too deeply to read") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"its state is a JSON {type(state).__name__}, not an object")
+    return state
 
 
 def how_to_resume(path: str | Path) -> str:
@@ -165,9 +179,7 @@ class Checkpoint:
 
     def _read(self) -> tuple[dict, list[np.ndarray]]:
         with np.load(self.path, allow_pickle=False) as archive:
-            state = json.loads(archive[_STATE_KEY].tobytes().decode())
-            if not isinstance(state, dict):
-                raise ValueError(f"its state is a JSON {type(state).__name__}, not an object")
+            state = _state_of(archive)
             if state.get("format") != _FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {_FORMAT}")
             names = sorted(name for name in archive.files if name != _STATE_KEY)
