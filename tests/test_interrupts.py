@@ -267,22 +267,40 @@ def test_an_exception_without_a_signal_stays_what_it_is():
         _ = 1 / 0
 
 
-def run_with_stdout_closed(command, cwd: Path, **options) -> subprocess.CompletedProcess:
-    """Run ``command`` with a standard output whose reader has gone (``| head -c0``)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
+def run_with_output_gone(
+    command, cwd: Path, *, gone: str = "reader", **options
+) -> subprocess.CompletedProcess:
+    """Run ``command`` with a standard output that has gone.
+
+    ``gone="reader"``: a pipe whose reader has gone (``| head -c0``), writes fail
+    with EPIPE; ``gone="terminal"``: a terminal that has gone (a dropped SSH
+    session), writes fail with EIO.
+    """
+    if gone == "reader":
+        kept_end, output = os.pipe()
+    else:
+        kept_end, output = os.openpty()
+    os.close(kept_end)
     try:
         return subprocess.run(
             command,
             cwd=cwd,
-            stdout=write_end,
+            stdout=output,
             stderr=subprocess.PIPE,
             text=True,
             timeout=300,
             **options,
         )
     finally:
-        os.close(write_end)
+        os.close(output)
+
+
+def run_with_stdout_closed(command, cwd: Path, **options) -> subprocess.CompletedProcess:
+    return run_with_output_gone(command, cwd, **options)
+
+
+def run_with_terminal_gone(command, cwd: Path, **options) -> subprocess.CompletedProcess:
+    return run_with_output_gone(command, cwd, gone="terminal", **options)
 
 
 @pytest.mark.parametrize("command", [["mnistpipe.gate"], ["mnistpipe.cli", "gate"]])
@@ -346,24 +364,6 @@ def test_a_stage_that_stops_after_printing_to_a_gone_reader_ends_with_its_own_st
     result = run_stage_that_printed_then_stopped(tmp_path, how)
     assert result.returncode == status, result.stderr
     assert result.stderr == stderr
-
-
-def run_with_terminal_gone(command, cwd: Path, **options) -> subprocess.CompletedProcess:
-    """Run ``command`` on a terminal that has gone (a dropped SSH session): writes fail, EIO."""
-    controller, terminal = os.openpty()
-    os.close(controller)
-    try:
-        return subprocess.run(
-            command,
-            cwd=cwd,
-            stdout=terminal,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-            **options,
-        )
-    finally:
-        os.close(terminal)
 
 
 def test_a_stage_hung_up_on_with_output_buffered_for_a_gone_terminal_ends_with_129(tmp_path):
