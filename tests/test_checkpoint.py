@@ -190,3 +190,15 @@ def test_an_interrupted_run_whose_checkpoint_counts_infinite_epochs_says_none_we
     path = tmp_path / "train.npz"
     np.savez(path, state=np.frombuffer(b'{"epochs_done": 1e999}', dtype=np.uint8))
     assert epochs_saved(path) == 0
+
+
+@pytest.mark.parametrize("epochs_done", ["1e300", "true", '"7"', "-3", "null"])
+def test_a_checkpoint_whose_epochs_done_no_run_writes_is_ignored(tmp_path, capsys, epochs_done):
+    # int() took 1e300 (an interruption line with an epoch of 301 digits), true and
+    # "7"; restore() handed them to training, which skipped that many batches.
+    path = tmp_path / "train.npz"
+    state = f'{{"format": 1, "fingerprint": "run", "epochs_done": {epochs_done}, "history": {{}}}}'
+    np.savez(path, state=np.frombuffer(state.encode(), dtype=np.uint8))
+    assert epochs_saved(path) == 0
+    assert Checkpoint(path, "run").restore(model=None, optimizer=None) == (0, {})
+    assert "its epochs_done or history is not what a run writes" in capsys.readouterr().err

@@ -421,7 +421,7 @@ def test_a_damaged_workspace_metrics_file_is_one_gate_error(
 
 @pytest.mark.parametrize(
     ("written", "shown"),
-    [("1" + "0" * 400, "an integer of 401 digits"), ("1e999", "inf")],
+    [("1" + "0" * 400, "an integer of about 401 digits"), ("1e999", "inf")],
     ids=["huge-integer", "infinity"],
 )
 @pytest.mark.parametrize("key", ["accuracy", "examples"], ids=["number", "required"])
@@ -440,6 +440,17 @@ def test_a_number_beyond_floats_range_in_a_json_object_is_one_error_naming_file_
         f"{path} has {key} {shown}; expected a finite number; "
         f"run dvc repro --force evaluate (or dvc checkout {path})"
     )
+
+
+def test_a_required_key_is_checked_for_presence_not_as_a_number(tmp_path):
+    # The finite-number check took a required flag's true for a number (bool is an
+    # int) and refused it: "has meets_min_accuracy True; expected a finite number".
+    path = tmp_path / "evaluate.json"
+    path.write_text('{"accuracy": 0.9, "meets_min_accuracy": true}')
+    value = read_json_object(
+        path, "evaluate", required=("meets_min_accuracy",), numbers=("accuracy",)
+    )
+    assert value["meets_min_accuracy"] is True
 
 
 @pytest.mark.parametrize(

@@ -124,3 +124,26 @@ def test_a_log_that_is_not_dvclive_s_is_one_error_naming_the_file(tmp_path, cont
     path.write_text(content)
     with pytest.raises(PipelineError, match=str(path)):
         last_epoch_figures(path)
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("1" + "0" * 400, "an integer of about 401 digits"), ("1e999", "inf")],
+    ids=["huge-integer", "infinity"],
+)
+def test_a_figure_beyond_floats_range_is_one_error_naming_file_and_figure(
+    tmp_path, written, shown
+):
+    # float(10**400) raised OverflowError in the export's model card (a traceback),
+    # and 1e999 went into the card as inf.
+    path = tmp_path / "metrics.json"
+    path.write_text(
+        f'{{"train": {{"loss": {written}, "accuracy": 0.9}}, '
+        '"eval": {"loss": 0.4, "accuracy": 0.8}}'
+    )
+    with pytest.raises(PipelineError) as raised:
+        last_epoch_figures(path)
+    assert str(raised.value) == (
+        f"{path} has train.loss {shown}; expected a finite number, as dvclive writes it; "
+        "run dvc repro --force train"
+    )

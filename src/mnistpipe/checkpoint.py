@@ -55,10 +55,20 @@ def epochs_saved(path: str | Path) -> int:
     try:
         with np.load(path, allow_pickle=False) as archive:
             state = _state_of(archive)
-        return int(state["epochs_done"])
-    # OverflowError: an epochs_done of 1e999, which int() cannot make whole.
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
         return 0
+    return _epochs_done(state) or 0
+
+
+def _epochs_done(state: dict) -> int | None:
+    """The state's epochs_done if it is what a run writes, a whole number >= 0; else None.
+
+    Not 1e999, true, "7" or -3, which int() would take or break on.
+    """
+    epochs_done = state.get("epochs_done")
+    if isinstance(epochs_done, bool) or not isinstance(epochs_done, int) or epochs_done < 0:
+        return None
+    return epochs_done
 
 
 def _state_of(archive) -> dict:
@@ -124,6 +134,10 @@ class Checkpoint:
         if state.get("fingerprint") != self.fingerprint:
             self._start_over("it belongs to a run with other params, data or library versions")
             return 0, {}
+        epochs_done, history = _epochs_done(state), state.get("history")
+        if epochs_done is None or not isinstance(history, dict):
+            self._start_over("its epochs_done or history is not what a run writes")
+            return 0, {}
         variables = _variables(model, optimizer)
         found = [array.shape for array in arrays]
         expected = [tuple(variable.shape) for variable in variables]
@@ -137,8 +151,8 @@ class Checkpoint:
         # file can never leave the model half restored.
         for variable, array in zip(variables, arrays, strict=True):
             variable.assign(array)
-        print(f"train: resuming from {self.path} after epoch {state['epochs_done']}", flush=True)
-        return state["epochs_done"], state["history"]
+        print(f"train: resuming from {self.path} after epoch {epochs_done}", flush=True)
+        return epochs_done, history
 
     def save(self, model, optimizer, epochs_done: int, history: dict) -> None:
         state = {

@@ -2,12 +2,15 @@
 
 import contextlib
 import io
+import math
 import os
 import re
+import reprlib
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 # What a shell reports for a command whose reader went away (`| head -1`): 128 + SIGPIPE.
 CLOSED_OUTPUT_STATUS = 128 + signal.SIGPIPE
@@ -19,6 +22,24 @@ class PipelineError(Exception):
     The message names the file, URL or params key, what was found and what was
     expected. Stages print it on one line, without a traceback.
     """
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = _SHOWN.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message shows it: short, whatever YAML or JSON made of it.
+
+    A YAML alias can expand to millions of nested items and an integer can have
+    more digits than Python will print (10**5000 written out); neither may
+    flood or break the message.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    return _SHOWN.repr(value)
 
 
 def run_stage(main: Callable[[], str], how_to_go_on: Callable[[], str] | None = None) -> None:

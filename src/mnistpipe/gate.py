@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
-from mnistpipe.errors import PipelineError
-from mnistpipe.inputs import finite_number, parse_json_object, shown_number
+from mnistpipe.errors import PipelineError, shown
+from mnistpipe.inputs import finite_number, parse_json_object
 from mnistpipe.params import Tolerances, load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -85,7 +85,7 @@ def lookup(metrics: dict, metric: str, source: str) -> float:
     number = finite_number(value)
     if number is None:
         raise PipelineError(
-            f"metric {metric} in {source} is {shown_number(value)}; expected a finite number"
+            f"metric {metric} in {source} is {shown(value)}; expected a finite number"
         )
     return number
 

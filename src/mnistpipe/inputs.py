@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, shown
 
 
 def _refuse_constant(name: str) -> Any:
@@ -61,9 +61,10 @@ def read_json_object(
         # integer written out past float's range (10**400) breaks the float() of
         # the code that reads it.
         number = _lookup(value, key)
-        if isinstance(number, int | float) and finite_number(number) is None:
+        is_number = isinstance(number, int | float) and not isinstance(number, bool)
+        if is_number and finite_number(number) is None:
             raise PipelineError(
-                f"{path} has {key} {shown_number(number)}; expected a finite number; {way_back}"
+                f"{path} has {key} {shown(number)}; expected a finite number; {way_back}"
             )
     return value
 
@@ -98,14 +99,6 @@ def finite_number(value: Any) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
-
-
-def shown_number(value: Any) -> str:
-    """``value`` for an error line: an integer of hundreds of digits by its length only."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
-        sign = "a negative" if value < 0 else "an"
-        return f"{sign} integer of {len(str(abs(value)))} digits"
-    return repr(value)
 
 
 def _lookup(value: Any, key: str) -> Any:

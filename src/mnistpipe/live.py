@@ -9,8 +9,8 @@ from pathlib import Path
 from dvclive import Live
 from scmrepo.exceptions import SCMError
 
-from mnistpipe.errors import PipelineError
-from mnistpipe.inputs import read_json_object
+from mnistpipe.errors import PipelineError, shown
+from mnistpipe.inputs import finite_number, read_json_object
 
 
 @contextlib.contextmanager
@@ -59,10 +59,13 @@ def last_epoch_figures(path: Path) -> dict[str, float]:
     for split, prefix in (("train", ""), ("eval", "val_")):
         for figure in ("loss", "accuracy"):
             value = summary[split].get(figure) if isinstance(summary[split], dict) else None
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            # finite_number: an infinity (1e999) or an integer past float's range
+            # (10**400 written out) is no figure for the model card either.
+            number = finite_number(value)
+            if number is None:
                 raise PipelineError(
-                    f"{path} has {split}.{figure} {value!r}; expected a number, as dvclive "
-                    "writes it; run dvc repro --force train"
+                    f"{path} has {split}.{figure} {shown(value)}; expected a finite number, "
+                    "as dvclive writes it; run dvc repro --force train"
                 )
-            figures[prefix + figure] = float(value)
+            figures[prefix + figure] = number
     return figures

@@ -6,17 +6,16 @@ the key, what was found and what was expected.
 """
 
 import difflib
-import math
 import os
 import re
-import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from mnistpipe.datasets import DATASETS
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, shown
+from mnistpipe.inputs import finite_number
 
 MODELS = ("convnet", "mlp", "quickstart_cnn", "strided_cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -26,22 +25,6 @@ FORMATS = ("npy", "tfrecord")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 TEST_TIME_AUGMENTATIONS = ("none", "flip")
-
-
-_SHOWN = reprlib.Repr()
-_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
-_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = _SHOWN.maxset = 4
-
-
-def shown(value: Any) -> str:
-    """``value`` as an error message shows it: short, whatever YAML made of it.
-
-    A YAML alias can expand to millions of nested items and an integer can have
-    more digits than Python will print; neither may flood or break the message.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    return _SHOWN.repr(value)
 
 
 @dataclass(frozen=True)
@@ -81,18 +64,19 @@ class Number:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(key, value, "a number")
-        try:
-            value = float(value)
-        except OverflowError:
-            value = math.inf if value > 0 else -math.inf
-        below = value <= self.minimum if self.exclusive_minimum else value < self.minimum
-        above = value >= self.maximum if self.exclusive_maximum else value > self.maximum
-        if not math.isfinite(value) or below or above:
+        number = finite_number(value)
+        below = number is not None and (
+            number <= self.minimum if self.exclusive_minimum else number < self.minimum
+        )
+        above = number is not None and (
+            number >= self.maximum if self.exclusive_maximum else number > self.maximum
+        )
+        if number is None or below or above:
             low = "(" if self.exclusive_minimum else "["
             high = ")" if self.exclusive_maximum else "]"
             interval = f"{low}{self.minimum:g}, {self.maximum:g}{high}"
             raise PipelineError(f"{key} is {shown(value)}; expected a number in {interval}")
-        return value
+        return number
 
 
 @dataclass(frozen=True)
