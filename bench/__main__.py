@@ -168,8 +168,12 @@ def measured_params(parser: argparse.ArgumentParser, arguments) -> dict:
 
 def shortened(change: str, length: int = 80) -> str:
     """The --set argument as an error quotes it: the start of a value thousands of
-    characters long is enough to recognise it, and keeps the error one readable line."""
-    return change if len(change) <= length else f"{change[:length]}... ({len(change)} characters)"
+    characters long is enough to recognise it, and keeps the error one readable line
+    (a line break in it is shown as \\n)."""
+    one_line = "\\n".join(change.splitlines())
+    if len(one_line) <= length:
+        return one_line
+    return f"{one_line[:length]}... ({len(change)} characters)"
 
 
 # Ctrl-C or a SIGTERM ends a run of an hour with one line, as the stages do; every

@@ -1,20 +1,20 @@
 """oneDNN kernels off and on: the default's training and serving speed, and the tutorial's.
 
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it loads, so each arm is a
-process of its own (``python -m bench.onednn ROOT IMAGES``), and the two settings
+process of its own (``python -m bench.onednn ROOT IMAGES FIGURES_FILE``), and the two settings
 alternate round by round (off, on, off, on, ...): a drift of the machine then
 falls on both. mnistpipe turns the kernels on by default (mnistpipe/__init__.py
 says why); this part is the measurement behind that choice.
 """
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.child_process import figures_from_child
 
 SETTINGS = {"off": "0", "on": "1"}
 
@@ -24,23 +24,12 @@ def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
     arms: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for round_number in range(1, rounds + 1):
         for name, value in SETTINGS.items():
-            environment = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": value}
-            completed = subprocess.run(
-                [sys.executable, "-m", "bench.onednn", str(root), str(images)],
-                cwd=Path(__file__).resolve().parent.parent,
-                env=environment,
-                capture_output=True,
-                text=True,
-                check=False,
+            figures = figures_from_child(
+                "bench.onednn",
+                [str(root), str(images)],
+                {"TF_ENABLE_ONEDNN_OPTS": value},
+                f"the oneDNN {name} arm (TF_ENABLE_ONEDNN_OPTS={value})",
             )
-            figures = _arm_figures(completed)
-            if figures is None:
-                # Its last line says why (a stage-style error, or an exception's own line).
-                reason = (completed.stderr.strip().splitlines() or ["no message"])[-1]
-                sys.exit(
-                    f"bench: the oneDNN {name} arm (TF_ENABLE_ONEDNN_OPTS={value}) failed with "
-                    f"exit status {completed.returncode}: {reason}"
-                )
             if figures["onednn_kernels"] != (name == "on"):
                 sys.exit(
                     f"bench: TensorFlow ignored TF_ENABLE_ONEDNN_OPTS={value} (oneDNN kernels "
@@ -80,17 +69,6 @@ def summarize_onednn(arms: dict[str, list[dict]]) -> dict:
         len({figures["weights_sha256"] for figures in arms[name]}) == 1 for name in SETTINGS
     )
     return results
-
-
-def _arm_figures(completed: subprocess.CompletedProcess) -> dict | None:
-    # The arm prints its figures as one JSON line, last; anything else is a failure.
-    lines = completed.stdout.splitlines()
-    if completed.returncode != 0 or not lines:
-        return None
-    try:
-        return json.loads(lines[-1])
-    except json.JSONDecodeError:
-        return None
 
 
 def measure_one_arm(root: Path, images: int) -> dict:
@@ -158,4 +136,5 @@ def measure_one_arm(root: Path, images: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure_one_arm(Path(sys.argv[1]), int(sys.argv[2]))))
+    figures = measure_one_arm(Path(sys.argv[1]), int(sys.argv[2]))
+    Path(sys.argv[3]).write_text(json.dumps(figures))

@@ -2,7 +2,7 @@
 
 Batches are timed in the bench's own process. One image at a time is timed in a
 process of its own, set up as README's Speed section tells a server that
-answers one request at a time (``python -m bench.serving SAVED_MODEL RAW``):
+answers one request at a time (``python -m bench.serving SAVED_MODEL RAW FIGURES_FILE``):
 
 - ``TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1`` in its environment: oneDNN then reorders
   each convolution's weights once and keeps that copy, where it otherwise
@@ -19,14 +19,13 @@ the bench's own process (threads shared, weights as stored) is kept beside it.
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench.child_process import figures_from_child
+
 SERVER_ENVIRONMENT = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
-_REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def measure_model_serving(model, directory: Path, raw_directory: Path) -> dict:
@@ -80,29 +79,11 @@ def _latencies(serve, images, count: int = 300) -> list[float]:
 
 
 def one_image_server(saved_model: Path, raw_directory: Path) -> dict:
-    with tempfile.TemporaryDirectory() as scratch:
-        # The figures come back in a file: oneDNN's and TensorFlow's C code may write
-        # to standard output too (ONEDNN_VERBOSE), and flush it after Python's last line.
-        figures_path = Path(scratch) / "figures.json"
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.serving",
-                *(str(path.resolve()) for path in (saved_model, raw_directory, figures_path)),
-            ],
-            cwd=_REPOSITORY,
-            env={**os.environ, **SERVER_ENVIRONMENT},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode == 0 and figures_path.is_file():
-            return json.loads(figures_path.read_text())
-    reason = (completed.stderr.strip().splitlines() or ["no message"])[-1]
-    sys.exit(
-        f"bench: timing one image at a time on {saved_model} failed with exit status "
-        f"{completed.returncode}: {reason}"
+    return figures_from_child(
+        "bench.serving",
+        [str(path.resolve()) for path in (saved_model, raw_directory)],
+        SERVER_ENVIRONMENT,
+        f"timing one image at a time on {saved_model}",
     )
 
 

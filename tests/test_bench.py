@@ -378,6 +378,8 @@ def test_a_one_image_server_that_fails_ends_the_bench_with_one_line(tmp_path):
         (["--set", "train.epochs=" + "[" * 10000], "maximum recursion depth exceeded"),
         (["--set", "train.epochs=" + "1" * 5000], "Exceeds the limit (4300 digits)"),
         (["--set", "train.epochs=2020-13-45"], "month must be in 1..12; expected a YAML value"),
+        # A line break in the argument is shown escaped: the error stays one line.
+        (["--set", "train.ep\nochs=3"], "--set train.ep\\nochs=3: expected SECTION.KEY=VALUE"),
         (["--raw", "/nonexistent"], "--raw /nonexistent is not a directory"),
         (["--results", "/nonexistent/dir/x.json"], "/nonexistent/dir is not a directory"),
     ],
