@@ -217,6 +217,9 @@ def test_a_signal_during_the_stderr_swap_is_raised_with_stderr_restored(monkeypa
     # A SIGTERM between the dup2 swaps raised Interrupted where nothing swapped
     # stderr back: the interruption's line went into the capture file.
     identity, mask = _standard_error_identity(), _current_signal_mask()
+    # Kept to put stderr back should the code under test not: the tests run after
+    # this one in the same worker would lose theirs.
+    standard_error_before = os.dup(2)
     seen_by_handler = []
 
     def handler(signal_number, frame):
@@ -244,6 +247,8 @@ def test_a_signal_during_the_stderr_swap_is_raised_with_stderr_restored(monkeypa
         monkeypatch.undo()
         restored = _standard_error_identity()
         signal.signal(signal.SIGTERM, handler_before)
+        os.dup2(standard_error_before, 2)
+        os.close(standard_error_before)
 
     assert restored == identity
     assert _current_signal_mask() == mask
