@@ -346,7 +346,11 @@ def run_stage_that_printed_then_stopped(tmp_path, how, run=run_with_stdout_close
     # Under PYTHONUNBUFFERED (as the tests run) nothing stays buffered: without it,
     # a pipe is block-buffered, as it is for a user.
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    return run([sys.executable, str(script), how], tmp_path, env=environment)
+    # The signals at their defaults: under nohup (a CI run started with it) SIGHUP
+    # is ignored, the stage leaves it so, and it would wait in pause() for ever.
+    return run(
+        [sys.executable, str(script), how], tmp_path, env=environment, preexec_fn=as_from_a_shell
+    )
 
 
 @pytest.mark.parametrize(
