@@ -50,8 +50,31 @@ def test_mixed_precision_without_a_gpu_is_refused():
             '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
             "TF_CONFIG task.index is 2; expected 0 to 1",
         ),
+        # Each was a traceback: len(5), int(1e999), and the recursion of json.loads.
+        (
+            '{"cluster": {"worker": 5}, "task": {"type": "worker", "index": 0}}',
+            "expected JSON with cluster.worker",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1e999}}',
+            "task.index \\(a whole number\\)",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": true}}',
+            "expected JSON with cluster.worker",
+        ),
+        ("[" * 100_000, "TF_CONFIG is '\\[\\[\\[.*'; expected JSON"),
     ],
-    ids=["unset", "not-json", "no-task", "index-out-of-range"],
+    ids=[
+        "unset",
+        "not-json",
+        "no-task",
+        "index-out-of-range",
+        "workers-not-a-list",
+        "infinite-index",
+        "boolean-index",
+        "nested",
+    ],
 )
 def test_a_missing_or_malformed_tf_config_is_refused(monkeypatch, tf_config, message):
     if tf_config is None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, shown
 from mnistpipe.params import STRATEGIES
 
 # How long a collective operation (all-reduce) may wait for the other workers
@@ -125,11 +125,25 @@ def read_tf_config() -> str:
         config = json.loads(text)
         workers = config["cluster"]["worker"]
         task = config["task"]
-        task_type, index = task["type"], int(task["index"])
-    except (ValueError, KeyError, TypeError) as error:
+        task_type, index = task["type"], task["index"]
+        # What TensorFlow's resolver takes, checked here so that nothing it would
+        # trip over later (a worker count of 5, an index of 1e999 or true, a string
+        # type of 7) becomes a traceback: hosts as strings, a whole index.
+        if not (
+            isinstance(workers, list)
+            and workers
+            and all(isinstance(worker, str) for worker in workers)
+            and isinstance(task_type, str)
+            and isinstance(index, int)
+            and not isinstance(index, bool)
+        ):
+            raise TypeError("cluster.worker, task.type or task.index of another type")
+    # RecursionError: JSON nested thousands deep ([[[[...).
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise PipelineError(
-            f"TF_CONFIG is {text!r}; expected JSON with cluster.worker (a list of host:port) "
-            f"and task.type and task.index ({error!r})"
+            f"TF_CONFIG is {shown(text)}; expected JSON with cluster.worker (a non-empty list "
+            f"of host:port strings), task.type (a string) and task.index (a whole number) "
+            f"({shown(error)})"
         ) from None
     if task_type == "worker" and not 0 <= index < len(workers):
         raise PipelineError(
