@@ -23,7 +23,7 @@ from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
 from mnistpipe.cli import one_line_argument_errors
 from mnistpipe.errors import PipelineError
-from mnistpipe.params import check_params
+from mnistpipe.params import check_params, load_params
 
 # The parts of a run, in the order they run; --only picks some.
 # pipeline: every stage as dvc repro runs it, and the export's serving speed;
@@ -134,7 +134,12 @@ def parse_arguments(argv):
 
 def measured_params(parser: argparse.ArgumentParser, arguments) -> dict:
     """The repository's params.yaml with --limit and each --set, checked before any work."""
-    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+    try:
+        # Checked as the stages check it: a broken params.yaml is one line, not a
+        # traceback from the first key looked up in it.
+        params = load_params(REPOSITORY / "params.yaml")
+    except PipelineError as error:
+        parser.error(str(error))
     params["preprocess"]["limit"] = arguments.limit
     for change in arguments.set:
         key, equals, value = change.partition("=")

@@ -398,3 +398,28 @@ def test_a_bad_argument_is_one_line_and_status_2_before_any_work(
     assert fragment in error, error
     # A value thousands of characters long is quoted by its start only.
     assert len(error) < 500, error
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("train: [1, 2]\n", "params.yaml"),
+        ("seed: 42\n", "params.yaml"),
+        ("{{{", "params.yaml"),
+    ],
+    ids=["a-list-for-a-section", "sections-missing", "not-yaml"],
+)
+def test_a_broken_params_yaml_is_one_line_and_status_2_before_any_work(
+    tmp_path, monkeypatch, capsys, content, fragment
+):
+    # The bench read params.yaml raw: the first section looked up in it was a
+    # TypeError or KeyError traceback.
+    (tmp_path / "params.yaml").write_text(content)
+    monkeypatch.setattr("bench.__main__.REPOSITORY", tmp_path)
+    monkeypatch.setattr("tempfile.mkdtemp", lambda **_: pytest.fail("the bench started work"))
+    with pytest.raises(SystemExit) as exited, one_line_argument_errors("python -m bench"):
+        bench_main([])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: python -m bench: "), error
+    assert fragment in error, error

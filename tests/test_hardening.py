@@ -191,6 +191,15 @@ def test_prepared_arrays_without_their_source_record_are_refused(project):
     )
 
 
+def test_a_source_record_nested_too_deeply_is_refused(tmp_path):
+    # json.loads ran out of stack: a RecursionError traceback instead of this line.
+    from mnistpipe.data import check_source
+
+    (tmp_path / "source.json").write_text("[" * 100_000)
+    with pytest.raises(PipelineError, match=r"cannot read .*source.json \(RecursionError"):
+        check_source(tmp_path, "fashion_mnist")
+
+
 def test_preprocess_refuses_raw_files_of_another_known_dataset(project, monkeypatch):
     raw = project / "data/raw"
     checksums = {

@@ -114,6 +114,25 @@ def test_a_missing_export_is_a_clear_error(tmp_path, capsys, monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    "content",
+    ['{"class_names": "TShirt"}', '{"class_names": 7}', '{"class_names": [1, 2]}', "[" * 100_000],
+    ids=["a-string", "a-number", "numbers", "nested"],
+)
+def test_class_names_that_are_not_a_list_of_names_are_a_clear_error(
+    tmp_path, capsys, monkeypatch, content
+):
+    # A string was split into letters (a class called "T"), 7 a TypeError traceback
+    # after the check, and JSON nested thousands deep a RecursionError traceback.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "export").mkdir(parents=True)
+    (tmp_path / "models" / "export" / "classes.json").write_text(content)
+    assert main(["any.png"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot read the class names from models/export/classes.json")
+    assert error.count("\n") == 1, error
+
+
 @pytest.mark.parametrize("shape", [(1, 5000), (5000, 1), (2, 57), (1, 1)])
 def test_a_picture_far_longer_than_wide_still_gives_28_by_28(shape):
     # Scaled to fit, a 1x5000 strip had no rows left, and TensorFlow's resize

@@ -198,7 +198,8 @@ def check_source(directory: str | os.PathLike, dataset: str) -> None:
             f"{path} does not exist, so nothing says which dataset {directory} holds; "
             f"{expected}; {REBUILD}"
         ) from None
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+    # RecursionError: JSON nested thousands deep ([[[[...).
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as error:
         raise PipelineError(f"cannot read {path} ({error!r}); {expected}; {REBUILD}") from None
     if recorded != dataset:
         raise PipelineError(

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
-from mnistpipe.errors import PipelineError, tensorflow_reason
+from mnistpipe.errors import PipelineError, shown, tensorflow_reason
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
 from mnistpipe.serving import load_serving_function, predict_in_batches
 
@@ -49,12 +49,17 @@ def read_class_names(export_directory: Path) -> list[str]:
     path = export_directory / paths.EXPORTED_CLASSES.name
     try:
         class_names = json.loads(path.read_text())["class_names"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        # A list of names, one a class: a string or a number here would be taken
+        # apart letter by letter, or fail further on.
+        if not (isinstance(class_names, list) and all(isinstance(n, str) for n in class_names)):
+            raise TypeError(f"class_names is {shown(class_names)}, not a list of names")
+    # RecursionError: JSON nested thousands deep ([[[[...).
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise PipelineError(
             f"cannot read the class names from {path} ({error}); expected the export "
             "stage's output: run dvc repro first"
         ) from None
-    return list(class_names)
+    return class_names
 
 
 def looks_dark_on_light(image: np.ndarray) -> bool:
