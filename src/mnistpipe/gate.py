@@ -19,7 +19,7 @@ from pathlib import Path
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError, shown
-from mnistpipe.inputs import finite_number, parse_json_object
+from mnistpipe.inputs import finite_number, parse_json_object, read_text
 from mnistpipe.params import Tolerances, load_params
 from mnistpipe.quality import bar_verdict, meets_bar
 
@@ -52,25 +52,20 @@ def check_revision(revision: str) -> None:
 
 def read_committed(revision: str, path: Path) -> dict:
     """The JSON file ``path`` as committed at ``revision``, read from git itself."""
-    shown = run_command("git", "show", f"{revision}:{path.as_posix()}")
-    if shown.returncode != 0 and path in FORMER_HOMES:
+    committed = run_command("git", "show", f"{revision}:{path.as_posix()}")
+    if committed.returncode != 0 and path in FORMER_HOMES:
         return read_committed(revision, FORMER_HOMES[path])
-    if shown.returncode != 0:
+    if committed.returncode != 0:
         raise PipelineError(f"{path} does not exist at revision {revision!r}")
-    return parse_json_object(shown.stdout, f"{path} at {revision}", METRICS_EXPECTED)
+    return parse_json_object(committed.stdout, f"{path} at {revision}", METRICS_EXPECTED)
 
 
 def read_workspace(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PipelineError(f"{path} does not exist in the workspace; run dvc repro") from None
-    except (OSError, UnicodeDecodeError) as error:
-        # A directory, an unreadable file, bytes that are not UTF-8.
-        reason = getattr(error, "strerror", None) or error
-        raise PipelineError(
-            f"cannot read {path} ({reason}); expected the JSON metrics dvc repro writes"
-        ) from None
+    text = read_text(
+        path,
+        "the JSON metrics dvc repro writes",
+        missing=f"{path} does not exist in the workspace; run dvc repro",
+    )
     return parse_json_object(text, str(path), METRICS_EXPECTED)
 
 

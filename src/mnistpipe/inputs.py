@@ -166,11 +166,22 @@ def mapping_under(value: dict, key: str, source: str, expected: str) -> dict:
         return {}
     if not isinstance(found, dict):
         raise PipelineError(
-            f"{key} in {source} is {_shown(found)}; expected a mapping of {expected}"
+            f"{key} in {source} is {shown(found)}; expected a mapping of {expected}"
         )
     return found
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def read_text(path: str | os.PathLike, expected: str, missing: str | None = None) -> str:
+    """The UTF-8 text of the file ``path``.
+
+    A file that cannot be read (a directory, no permission) or is not UTF-8 raises
+    ``PipelineError`` naming it and what was ``expected``; so does a missing one,
+    with the message ``missing`` when given.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        if missing is not None and isinstance(error, FileNotFoundError):
+            raise PipelineError(missing) from None
+        reason = getattr(error, "strerror", None) or error
+        raise PipelineError(f"cannot read {path} ({reason}); expected {expected}") from None

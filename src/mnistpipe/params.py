@@ -65,18 +65,17 @@ class Number:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(key, value, "a number")
         number = finite_number(value)
-        below = number is not None and (
-            number <= self.minimum if self.exclusive_minimum else number < self.minimum
-        )
-        above = number is not None and (
-            number >= self.maximum if self.exclusive_maximum else number > self.maximum
-        )
-        if number is None or below or above:
+        if number is None or not self._holds(number):
             low = "(" if self.exclusive_minimum else "["
             high = ")" if self.exclusive_maximum else "]"
             interval = f"{low}{self.minimum:g}, {self.maximum:g}{high}"
             raise PipelineError(f"{key} is {shown(value)}; expected a number in {interval}")
         return number
+
+    def _holds(self, number: float) -> bool:
+        above_minimum = number > self.minimum if self.exclusive_minimum else number >= self.minimum
+        below_maximum = number < self.maximum if self.exclusive_maximum else number <= self.maximum
+        return above_minimum and below_maximum
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, shown
 from mnistpipe.inputs import mapping_under, read_json_object, read_yaml_mapping
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, meets_bar
@@ -57,7 +57,7 @@ def artifact_name() -> str:
     for name, entry in artifacts.items():
         if not isinstance(entry, dict):
             raise PipelineError(
-                f"artifacts.{name} in {DVC_YAML} is {entry!r:.60}; expected a mapping with "
+                f"artifacts.{name} in {DVC_YAML} is {shown(entry)}; expected a mapping with "
                 "type: and path:"
             )
         if entry.get("type") == "model":

@@ -25,10 +25,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnistpipe import commands, interrupts
-from mnistpipe.errors import PipelineError
+from mnistpipe.errors import PipelineError, shown
 from mnistpipe.figures import save_png
 from mnistpipe.files import atomic_path
-from mnistpipe.inputs import mapping_under, parse_yaml_mapping
+from mnistpipe.inputs import mapping_under, parse_yaml_mapping, read_text
 
 matplotlib.use("Agg")
 
@@ -117,7 +117,7 @@ def data_params(lock_text: str, source: str) -> dict:
         stage = stages.get(name) or {}
         if not isinstance(stage, dict):
             raise PipelineError(
-                f"stages.{name} in {source} is {stage!r:.60}; expected {expected}: a mapping "
+                f"stages.{name} in {source} is {shown(stage)}; expected {expected}: a mapping "
                 "with the stage's cmd, deps, params and outs"
             )
         params[name] = stage.get("params")
@@ -126,17 +126,11 @@ def data_params(lock_text: str, source: str) -> dict:
 
 def data_changed(base: str) -> bool:
     """Whether the params that choose the test images differ between ``base`` and now."""
-    shown = commands.run_command("git", "show", f"{base}:dvc.lock")
-    if shown.returncode != 0 or not Path("dvc.lock").exists():
+    committed = commands.run_command("git", "show", f"{base}:dvc.lock")
+    if committed.returncode != 0 or not Path("dvc.lock").exists():
         return True
-    try:
-        text = Path("dvc.lock").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"cannot read dvc.lock ({getattr(error, 'strerror', None) or error}); "
-            "expected the dvc.lock that dvc repro writes"
-        ) from None
-    return data_params(shown.stdout, f"dvc.lock at {base}") != data_params(text, "dvc.lock")
+    text = read_text("dvc.lock", "the dvc.lock that dvc repro writes")
+    return data_params(committed.stdout, f"dvc.lock at {base}") != data_params(text, "dvc.lock")
 
 
 def flips(base: list[tuple[str, str]], branch: list[tuple[str, str]]) -> dict[str, list[int]]:
@@ -180,13 +174,7 @@ def contact_sheet(images, indices, base, branch) -> Figure:
 
 def flips_section(base: str, folder: Path) -> list[str]:
     lines = [f"## Test images that flipped against `{base}`", ""]
-    try:
-        text = Path(PREDICTIONS).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"cannot read {PREDICTIONS} ({getattr(error, 'strerror', None) or error}); "
-            "expected the evaluate stage's predictions: run dvc repro"
-        ) from None
+    text = read_text(PREDICTIONS, "the evaluate stage's predictions: run dvc repro")
     branch = read_predictions(text, PREDICTIONS)
     before = base_predictions(base)
     if data_changed(base) or [row[0] for row in before] != [row[0] for row in branch]:
