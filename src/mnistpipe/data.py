@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mnistpipe.dataset_info import DatasetInfo, write_info
 from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
@@ -178,9 +179,14 @@ def _source_record(raw_directory: Path, dataset: str | None) -> dict:
 
 
 def _write_source_record(directory: Path, source: dict) -> None:
+    """``source.json``, and ``dataset.json``: the class names and the 28x28x1 shape."""
     with atomic_open(directory / SOURCE_RECORD) as stream:
         json.dump(source, stream, indent=2, sort_keys=True)
         stream.write("\n")
+    dataset = DATASETS.get(source["dataset"])
+    # Raw files of no named dataset (tests' synthetic ones) still hold ten classes.
+    class_names = dataset.class_names if dataset else tuple(str(n) for n in range(NUM_CLASSES))
+    write_info(directory, DatasetInfo(class_names, (IMAGE_SIDE, IMAGE_SIDE, 1)))
 
 
 def check_source(directory: str | os.PathLike, dataset: str) -> None:
