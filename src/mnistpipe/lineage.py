@@ -33,6 +33,27 @@ def lineage(weights_sha256: str, prepared: str | os.PathLike) -> dict:
         "versions": library_versions(),
         "environment_lock_sha256": environment_lock_sha256(paths.ENVIRONMENT_LOCK),
         "onednn_kernels": onednn_kernels(),
+        "portable_kernels": portable_kernels(),
+    }
+
+
+def portable_kernels() -> dict:
+    """The kernels' instruction set and thread count, as mnistpipe/__init__ fixes them.
+
+    ``same_bytes_everywhere`` says whether another x86-64 machine gives this run's bytes:
+    the instruction set capped at AVX2 and 1, 2 or 4 threads (which add alike). The thread
+    count itself is not written: it is 2 on a 2-core machine and 4 on a bigger one, and
+    this file must be the same on both.
+    """
+    from mnistpipe import PORTABLE_INSTRUCTION_SET, PORTABLE_THREAD_COUNTS
+
+    instruction_set = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() or "the machine's own"
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    portable_threads = threads in {str(count) for count in PORTABLE_THREAD_COUNTS}
+    return {
+        "max_instruction_set": instruction_set,
+        "threads": "1, 2 or 4" if portable_threads else threads or "the machine's own",
+        "same_bytes_everywhere": instruction_set == PORTABLE_INSTRUCTION_SET and portable_threads,
     }
 
 

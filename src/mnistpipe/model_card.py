@@ -33,11 +33,23 @@ def _environment_lock_line(lock_sha256: str | None) -> str:
     return f"Environment lock (`uv.lock`) SHA-256: `{lock_sha256}`"
 
 
-def _kernels_line(onednn: bool | None) -> str:
+def _kernels_line(onednn: bool | None, portable: dict | None) -> str:
     # Reruns agree byte for byte only on the same kernels (mnistpipe/__init__ says why).
     if onednn is None:
         return "not recorded"
-    return "oneDNN" if onednn else "TensorFlow's own (oneDNN off)"
+    line = "oneDNN" if onednn else "TensorFlow's own (oneDNN off)"
+    if portable:
+        line += (
+            f", instruction set at most {portable['max_instruction_set']}, "
+            f"{portable['threads']} threads: "
+            + (
+                "the same bytes on every x86-64 machine with AVX2"
+                if portable["same_bytes_everywhere"]
+                else "the bytes of machines like this one only (MNISTPIPE_PORTABLE=0 or "
+                "the environment's own setting)"
+            )
+        )
+    return line
 
 
 def _yaml_value(value) -> str:
@@ -193,7 +205,8 @@ def model_card(
         f"- Prepared data SHA-256: `{lineage['data_sha256']}`\n"
         f"- Libraries: {versions}\n"
         f"- {_environment_lock_line(lineage['environment_lock_sha256'])}\n"
-        f"- TensorFlow's kernels: {_kernels_line(lineage.get('onednn_kernels'))}",
+        "- TensorFlow's kernels: "
+        + _kernels_line(lineage.get("onednn_kernels"), lineage.get("portable_kernels")),
         "## Intended use",
         f"Classifying images like the dataset's own ({description}) into its ten classes: "
         "teaching, benchmarking training pipelines, and as a baseline for such work. "
