@@ -13,7 +13,7 @@ import yaml
 
 import bench
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
-from bench.onednn import measure_onednn
+from bench.onednn import measure_onednn, measure_portable
 from bench.pipeline_timing import REPOSITORY, copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
@@ -31,8 +31,9 @@ from mnistpipe.params import check_params, load_params
 # default model; training, preset, bf16: the training arms (bench/comparison.py);
 # onednn: the default's training and serving and the tutorial's training with
 # TensorFlow's oneDNN kernels off and on (bench/onednn.py); scaling: cost at
-# 1x, 4x, 10x the training set.
-PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "scaling", "seeds")
+# 1x, 4x, 10x the training set; portable: the kernels that give the same bytes on every
+# machine (AVX2, 1, 2 or 4 threads) against the machine's own (bench/onednn.py).
+PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "portable", "scaling", "seeds")
 # Parts that measure the model the pipeline's train stage wrote.
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
@@ -239,6 +240,17 @@ def main(argv=None) -> int | None:
                 timed(
                     "onednn",
                     measure_onednn,
+                    root,
+                    arguments.onednn_rounds,
+                    arguments.onednn_images,
+                )
+            )
+            save(results, arguments.results)
+        if "portable" in parts:
+            results.update(
+                timed(
+                    "portable",
+                    measure_portable,
                     root,
                     arguments.onednn_rounds,
                     arguments.onednn_images,

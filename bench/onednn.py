@@ -1,4 +1,4 @@
-"""oneDNN kernels off and on: the default's training and serving speed, and the tutorial's.
+"""oneDNN kernels off and on, and portable or the machine's own: training and serving speed.
 
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it loads, so each arm is a
 process of its own (``python -m bench.onednn ROOT IMAGES FIGURES_FILE``), and the two settings
@@ -17,35 +17,70 @@ from pathlib import Path
 from bench.child_process import figures_from_child
 
 SETTINGS = {"off": "0", "on": "1"}
+# The portable kernels (mnistpipe/__init__: oneDNN capped at AVX2, 1, 2 or 4 threads) against
+# the machine's own (MNISTPIPE_PORTABLE=0): what the same bytes everywhere cost here.
+PORTABLE_SETTINGS = {"machine's own": "0", "portable": "1"}
 
 
-def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
-    """Run ``rounds`` rounds of one process off and one on; their summary (summarize_onednn)."""
-    arms: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+def alternate_arms(
+    root: Path, rounds: int, images: int, variable: str, settings: dict[str, str], label: str
+) -> dict[str, list[dict]]:
+    """``rounds`` rounds of one process per setting of ``variable``, in turn; figures by arm."""
+    arms: dict[str, list[dict]] = {name: [] for name in settings}
     for round_number in range(1, rounds + 1):
-        for name, value in SETTINGS.items():
+        for name, value in settings.items():
             figures = figures_from_child(
                 "bench.onednn",
                 [str(root), str(images)],
-                {"TF_ENABLE_ONEDNN_OPTS": value},
-                f"the oneDNN {name} arm (TF_ENABLE_ONEDNN_OPTS={value})",
+                {variable: value},
+                f"the {label} {name} arm ({variable}={value})",
             )
-            if figures["onednn_kernels"] != (name == "on"):
-                sys.exit(
-                    f"bench: TensorFlow ignored TF_ENABLE_ONEDNN_OPTS={value} (oneDNN kernels "
-                    f"{'on' if figures['onednn_kernels'] else 'off'}): this build cannot "
-                    "switch them, so there is nothing to compare"
-                )
             arms[name].append(figures)
             print(
-                f"  oneDNN {name:<3} round {round_number}: default trains "
+                f"  {label} {name:<13} round {round_number}: default trains "
                 f"{figures['train_images_per_second']:.0f} images/s, serves "
                 f"{figures['serving_images_per_second']:.0f} (one image "
                 f"{figures['serving_single_ms_p50']:.2f} ms); the tutorial trains "
                 f"{figures['tutorial_images_per_second']:.0f}",
                 flush=True,
             )
+    return arms
+
+
+def measure_onednn(root: Path, rounds: int = 2, images: int = 12000) -> dict:
+    """Run ``rounds`` rounds of one process off and one on; their summary (summarize_onednn)."""
+    arms = alternate_arms(root, rounds, images, "TF_ENABLE_ONEDNN_OPTS", SETTINGS, "oneDNN")
+    for name, figures_of_rounds in arms.items():
+        if any(figures["onednn_kernels"] != (name == "on") for figures in figures_of_rounds):
+            value = SETTINGS[name]
+            sys.exit(
+                f"bench: TensorFlow ignored TF_ENABLE_ONEDNN_OPTS={value} (oneDNN kernels "
+                f"{'on' if name == 'off' else 'off'}): this build cannot "
+                "switch them, so there is nothing to compare"
+            )
     return summarize_onednn(arms)
+
+
+def measure_portable(root: Path, rounds: int = 2, images: int = 12000) -> dict:
+    """The portable kernels against the machine's own, alternated; speeds as portable / own.
+
+    On an AVX2 machine with 2 or 4 cores the two arms run the same kernels (ratios near 1,
+    the same weights); on an AVX-512 one, or with 8 cores and more, the machine's own are
+    the faster ones, by the ratio this measures.
+    """
+    arms = alternate_arms(root, rounds, images, "MNISTPIPE_PORTABLE", PORTABLE_SETTINGS, "kernels")
+    own, portable = arms["machine's own"], arms["portable"]
+    results = {"portable_images": portable[0]["images"], "portable_rounds": arms}
+    for figure in ("train", "serving"):
+        key = f"{figure}_images_per_second"
+        ratios = [mine[key] / theirs[key] for theirs, mine in zip(own, portable, strict=True)]
+        results[f"portable_{figure}_speed_ratio"] = statistics.median(ratios)
+        results[f"portable_{figure}_speed_ratio_min"] = min(ratios)
+        results[f"portable_{figure}_speed_ratio_max"] = max(ratios)
+    results["portable_same_weights_as_own"] = {
+        figures["weights_sha256"] for figures in portable
+    } == {figures["weights_sha256"] for figures in own}
+    return results
 
 
 def summarize_onednn(arms: dict[str, list[dict]]) -> dict:
@@ -86,7 +121,7 @@ def measure_one_arm(root: Path, images: int) -> dict:
     from bench.serving import measure_model_serving
     from mnistpipe import paths
     from mnistpipe.data import load_split, read_raw
-    from mnistpipe.lineage import onednn_kernels, weights_sha256
+    from mnistpipe.lineage import onednn_kernels, portable_kernels, weights_sha256
     from mnistpipe.params import load_params
     from mnistpipe.seeding import seed_everything
     from mnistpipe.training import train_from_params
@@ -126,6 +161,7 @@ def measure_one_arm(root: Path, images: int) -> dict:
         started = time.perf_counter()
     return {
         "onednn_kernels": onednn_kernels(),
+        "same_bytes_everywhere": portable_kernels()["same_bytes_everywhere"],
         "images": len(train[1]),
         "train_images_per_second": len(train[1]) / timer.seconds,
         "serving_images_per_second": serving["serving_images_per_second"],

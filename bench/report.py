@@ -194,6 +194,24 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             + "; reruns identical within each setting: "
             + ("yes" if results["onednn_reruns_identical"] else "NO")
         )
+    if "portable_train_speed_ratio" in results:
+        print(
+            f"portable kernels / the machine's own, {len(results['portable_rounds']['portable'])}"
+            f" rounds of one process per setting, the second of 2 epochs on "
+            f"{results['portable_images']} images: "
+            + ", ".join(
+                f"{label} {results[f'portable_{figure}_speed_ratio']:.2f}x (min "
+                f"{results[f'portable_{figure}_speed_ratio_min']:.2f}, max "
+                f"{results[f'portable_{figure}_speed_ratio_max']:.2f})"
+                for label, figure in (("default training", "train"), ("its serving", "serving"))
+            )
+            + "; the same weights as the machine's own kernels: "
+            + (
+                "yes (this machine runs the portable ones anyway)"
+                if results["portable_same_weights_as_own"]
+                else "no (its own kernels add in another order)"
+            )
+        )
     if "scaling" in results:
         print("scaling (TFRecord, 1 epoch):")
         print(

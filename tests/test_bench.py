@@ -282,6 +282,32 @@ def test_the_onednn_comparison_runs_each_setting_in_a_process_of_its_own(
     assert results["onednn_single_image_latency_ratio"] > 0
 
 
+def test_the_portable_kernels_are_priced_against_the_machines_own_in_processes_of_their_own(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    results = run_bench(
+        tmp_path,
+        monkeypatch,
+        "--only",
+        "portable",
+        "--onednn-rounds",
+        "1",
+        "--onednn-images",
+        "100",
+        "--set",
+        "train.model=mlp",
+    )
+    assert set(results["part_seconds"]) == {"portable"}
+    rounds = results["portable_rounds"]
+    assert [arm["same_bytes_everywhere"] for arm in rounds["portable"]] == [True]
+    assert [arm["same_bytes_everywhere"] for arm in rounds["machine's own"]] == [False]
+    for figure in ("train", "serving"):
+        assert results[f"portable_{figure}_speed_ratio"] > 0
+    assert "portable kernels / the machine's own, 1 rounds" in capsys.readouterr().out
+
+
 def test_the_onednn_summary_takes_ratios_inside_rounds_and_sees_reruns_that_differ():
     def arm(train, serving, tutorial, weights, latency=1.0):
         return {
