@@ -133,10 +133,10 @@ ci-report: ## dvc repro; params, metrics, gate, pictures and flipped images agai
 	  if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(REPORT) >> "$$GITHUB_STEP_SUMMARY"; fi; \
 	  exit $$status
 
-push: setup ## dvc push to REMOTE (default: the default remote); a failure is one line naming it
-	python -m mnistpipe.remote push $(if $(REMOTE),--remote $(REMOTE))
+push: setup ## dvc push to REMOTE (default: the default remote), mending what it holds cut short; VERIFY=1 re-hashes all
+	python -m mnistpipe.remote push $(if $(REMOTE),--remote $(REMOTE)) $(if $(VERIFY),--verify)
 
-pull: setup ## dvc pull from REMOTE (default: the default remote); a failure is one line naming it
+pull: setup ## dvc pull from REMOTE (default: the default remote); checks out only what hashes right
 	python -m mnistpipe.remote pull $(if $(REMOTE),--remote $(REMOTE))
 
 clean: ## Remove the pipeline's outputs (DVC's cache stays; `dvc checkout` restores them)

@@ -23,6 +23,7 @@ from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
 from mnistpipe.cli import one_line_argument_errors
 from mnistpipe.errors import PipelineError
+from mnistpipe.export_check import load_export
 from mnistpipe.params import check_params, load_params
 
 # The parts of a run, in the order they run; --only picks some.
@@ -312,6 +313,11 @@ def prepare_data(root: Path, have_raw: bool) -> None:
 
 def pipeline_figures(root: Path, have_raw: bool) -> dict:
     pipeline = run_pipeline(root, skip=("download",) if have_raw else ())
+    try:
+        # The export the pipeline made, checked whole before its speed is measured.
+        load_export(root / "models" / "export")
+    except PipelineError as error:
+        raise SystemExit(f"error: {error}") from None
     serving = measure_serving(root / "models" / "export" / "saved_model", root / "data" / "raw")
     evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
     return {

@@ -27,9 +27,10 @@ import tensorflow as tf
 
 from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
-from mnistpipe.errors import PipelineError, shown, tensorflow_reason
+from mnistpipe.errors import PipelineError, tensorflow_reason
+from mnistpipe.export_check import load_export
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
-from mnistpipe.serving import load_serving_function, predict_in_batches
+from mnistpipe.serving import predict_in_batches
 
 TOP = 3
 _IDX_IMAGES_HEADER = IMAGES_MAGIC.to_bytes(4, "big")
@@ -42,24 +43,6 @@ FORMATS = "a PNG, JPEG or IDX image file"
 MAX_IMAGE_PIXELS = 64_000_000
 # JPEG start-of-frame markers (baseline, progressive, ...), which hold the size.
 _JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE}
-
-
-def read_class_names(export_directory: Path) -> list[str]:
-    """The class names the export stage wrote beside the SavedModel."""
-    path = export_directory / paths.EXPORTED_CLASSES.name
-    try:
-        class_names = json.loads(path.read_text())["class_names"]
-        # A list of names, one a class: a string or a number here would be taken
-        # apart letter by letter, or fail further on.
-        if not (isinstance(class_names, list) and all(isinstance(n, str) for n in class_names)):
-            raise TypeError(f"class_names is {shown(class_names)}, not a list of names")
-    # RecursionError: JSON nested thousands deep ([[[[...).
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
-        raise PipelineError(
-            f"cannot read the class names from {path} ({error}); expected the export "
-            "stage's output: run dvc repro first"
-        ) from None
-    return class_names
 
 
 def looks_dark_on_light(image: np.ndarray) -> bool:
@@ -285,8 +268,10 @@ def main(arguments: list[str] | None = None) -> int:
     options = parser.parse_args(arguments)
 
     try:
-        class_names = read_class_names(options.model)
-        serve = load_serving_function(options.model / paths.EXPORTED_SAVED_MODEL.name)
+        # Checked whole first: classes.json against the outputs, the signature against
+        # the 28x28 uint8 images sent below.
+        export = load_export(options.model, image_shape=(IMAGE_SIDE, IMAGE_SIDE))
+        class_names, serve = export.class_names, export.serve
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ from pathlib import Path
 from mnistpipe import interrupts, paths
 from mnistpipe.commands import run_command
 from mnistpipe.errors import PipelineError, shown
+from mnistpipe.export_check import load_export
 from mnistpipe.inputs import mapping_under, read_json_object, read_yaml_mapping
 from mnistpipe.params import load_params
 from mnistpipe.quality import bar_verdict, meets_bar
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         check_committed()
         check_pipeline_up_to_date()
         verdict = check_bar()
+        # What `dvc artifacts get` will hand out, checked whole before it is named a version.
+        load_export(paths.EXPORT)
         printed = register(name, arguments.version, arguments.stage)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,23 +1,40 @@
-"""``dvc push`` and ``dvc pull`` whose failure is one line naming the remote.
+"""``dvc push`` and ``dvc pull`` that hand a teammate the bytes that were pushed, or say why not.
 
-``python -m mnistpipe.remote push [--remote NAME]`` (``make push``) runs the real
-``dvc push`` with its output shown as it comes. When DVC fails (the server is
-down, refuses the credentials, the connection drops half way) it prints its own
-several-line report; this prints, last, one ``error:`` line that names the
-remote and its URL, what DVC said and what to do. A push that stopped half way
-leaves only whole files on the remote (DVC uploads each file before naming it
-in the cache), so running it again sends the rest.
+``python -m mnistpipe.remote push [--remote NAME]`` (``make push``) and ``pull``
+(``make pull``) run the real DVC with its output shown as it comes, and add the
+checks DVC leaves out:
+
+- DVC knows what a remote holds by name only. A push killed half way can leave an
+  object cut short under its final name on a WebDAV or S3 server (the server keeps
+  what arrived), and every later push skips it. So before sending, a push compares
+  each object the remote already holds for this repository with the cache: its
+  size always, its MD5 where the remote gives one without a download (S3's ETag, a
+  directory remote's bytes), and every byte with ``--verify`` (a download). A copy
+  that differs is deleted there and sent whole again. After the push the sizes are
+  compared once more.
+- ``dvc pull`` checks out what it fetched without hashing it: a remote's ``verify``
+  setting is off by default, and on, it deletes a bad object and says nothing. A
+  pull here is ``dvc fetch``, then each cache object an output needs is hashed
+  against its name (DVC 3 names an object by the MD5 of its bytes); a bad one is
+  deleted, and only the outputs whose objects are all whole are checked out.
+- A pull or push that cannot complete ends in one ``error:`` line naming the
+  outputs concerned, the remote, and the cause as the remote answered it (not
+  found, credentials refused, connection refused, timed out), never a guess.
 """
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
 import sys
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 from mnistpipe.commands import run_dvc
 from mnistpipe.errors import PipelineError, standard_output_guarded
+from mnistpipe.integrity import whole
 
 ACTIONS = {"push": "to", "pull": "from"}
 
@@ -76,9 +93,203 @@ def dvc_reason(output: str) -> str:
     return reason.split(" - ", 1)[-1].strip() if reason.startswith("failed to") else reason
 
 
-# What DVC says when a directory's listing on the remote is not JSON: the object a
-# push killed half way left there, cut short (WebDAV and S3 servers keep what arrived).
-_HALF_WRITTEN = re.compile(r"object (\w+\.dir) is corrupted")
+# What the remote answered, from the exception a request raised: the causes a user
+# acts on differently, each with the words servers and libraries use for it. Read
+# from the exception's text and its chain (webdav4, s3fs/botocore, asyncssh and
+# aiohttp each have classes of their own; their messages carry the status).
+_CAUSES = (
+    (
+        "timed out",
+        r"timed? ?out|timeout",
+        "the server did not answer in time; expected it to be up and the network to "
+        "reach it: run it again once it answers",
+    ),
+    (
+        "refused the credentials",
+        r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|access ?denied|invalidaccesskeyid|"
+        r"signaturedoesnotmatch|permission denied|authenticat",
+        "expected a user and password (or key) that the server accepts, set with "
+        "`dvc remote modify --local NAME user ...` and `... password ...` (S3: "
+        "access_key_id, secret_access_key; SSH: keyfile), kept in .dvc/config.local",
+    ),
+    (
+        "refused the connection",
+        r"connection refused|cannot connect|connect call failed|errno 111|"
+        r"name or service not known|nodename nor servname|no route to host|"
+        r"network is unreachable|connection reset|server disconnected",
+        "expected a server listening at the URL: start it or correct the URL "
+        "(`dvc remote modify NAME url ...`), then run it again",
+    ),
+    (
+        "has no such bucket",
+        r"nosuchbucket|bucket does not exist|specified bucket does not exist",
+        "expected the bucket to exist: create it (`aws s3 mb s3://BUCKET`, or the "
+        "provider's console) or correct the URL",
+    ),
+    (
+        "has no parent folder for it (409 Conflict)",
+        r"\b409\b|conflict",
+        "expected the remote's folder to exist on the server: create it (for WebDAV, "
+        "`curl -X MKCOL URL`, or the server's web page) or correct the URL",
+    ),
+    (
+        "answered not found",
+        r"\b404\b|not found|no such file|nosuchkey",
+        "expected the remote's folder to exist: create it or correct the URL",
+    ),
+)
+
+
+def remote_answer(error: BaseException) -> str:
+    """``'the server CAUSE (its words); expected ...'`` for an exception a request raised."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    text = " | ".join(chain)
+    words = re.sub(r"\s+", " ", str(chain[0].partition(": ")[2] or chain[0]))[:200]
+    for cause, pattern, advice in _CAUSES:
+        if re.search(pattern, text, re.IGNORECASE):
+            return f"the server {cause} ({words}); {advice}"
+    return f"the remote answered {words}; expected it to answer: run it again (`dvc doctor`)"
+
+
+@dataclass(frozen=True)
+class CacheObject:
+    """One object an output needs: ``output`` (and ``file`` in it, for a directory's)."""
+
+    output: str
+    oid: str
+    file: str = ""
+    directory_oid: str = ""  # The ``.dir`` object that lists it, for a directory's file.
+
+    @property
+    def name(self) -> str:
+        return f"{self.output}/{self.file}" if self.file else self.output
+
+
+def needed_objects(repo) -> tuple[list[CacheObject], list[CacheObject]]:
+    """(objects the cached outputs need, those of them missing from this cache).
+
+    A directory's files are known from its ``.dir`` object; one missing or damaged
+    (deleted here) makes the directory's files unknown, so it is listed alone.
+    """
+    needed, missing = [], []
+    for out in repo.index.outs:
+        if not out.use_cache or not out.hash_info or not out.hash_info.value:
+            continue
+        output, oid = out.def_path, out.hash_info.value
+        needed.append(CacheObject(output, oid))
+        if not out.hash_info.isdir:
+            continue
+        listing_path = Path(repo.cache.local.oid_to_path(oid))
+        if not whole(listing_path, oid):
+            continue
+        for entry in json.loads(listing_path.read_text()):
+            needed.append(CacheObject(output, entry["md5"], entry["relpath"], oid))
+    for item in needed:
+        if not Path(repo.cache.local.oid_to_path(item.oid)).is_file():
+            missing.append(item)
+    return needed, missing
+
+
+def remove_damaged(repo, objects: list[CacheObject]) -> list[CacheObject]:
+    """Delete from this cache every object whose bytes are not its name; return them.
+
+    DVC's own ``odb.check`` cannot do this: after a transfer DVC records the object
+    as having the hash of its name in its state database, and check trusts that.
+    """
+    damaged_oids = set()
+    for oid in {item.oid for item in objects}:
+        path = Path(repo.cache.local.oid_to_path(oid))
+        if path.is_file() and not whole(path, oid):
+            path.chmod(0o644)  # DVC makes cache files read-only.
+            path.unlink()
+            damaged_oids.add(oid)
+    return [item for item in objects if item.oid in damaged_oids]
+
+
+def remote_listing(odb) -> dict[str, dict]:
+    """Every object the remote holds, by oid, with what its listing says (size, ETag)."""
+    # One listing request where the protocol has one (S3, WebDAV: fsspec's find with
+    # details); a directory remote answers os.stat for each.
+    found = odb.fs.fs.find(odb.path, detail=True)
+    if not isinstance(found, dict):
+        found = {path: odb.fs.info(path) for path in found}
+    return {odb.path_to_oid(path): info for path, info in found.items()}
+
+
+def check_remote_exists(remote) -> None:
+    """Raise what the server answers about the remote's bucket or folder, if it lacks it.
+
+    Not for a directory remote: DVC makes its folder on the first push. fsspec's
+    ``exists`` says False for any error, a refused connection too; ``info`` raises.
+    """
+    fs, path = remote.fs, remote.path
+    if fs.protocol == "local":
+        return
+    where = path.split("/", 1)[0] if fs.protocol == "s3" else path
+    try:
+        fs.info(where)
+    except FileNotFoundError:
+        if fs.protocol == "s3":
+            raise FileNotFoundError(f"NoSuchBucket: bucket {where!r} does not exist") from None
+        raise FileNotFoundError(
+            f"404 Not Found: the folder {fs.unstrip_protocol(path)} does not exist"
+        ) from None
+
+
+def different_on_remote(odb, item: CacheObject, local: Path, info: dict, verify: bool) -> str:
+    """Why the remote's copy of ``item`` is not the cache's bytes, or '' when it is."""
+    size = info.get("size")
+    if size is not None and size != local.stat().st_size:
+        return f"{size} bytes instead of {local.stat().st_size}"
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    # S3 gives the MD5 of a single-part upload as its ETag (a multipart one has a
+    # '-' in it); WebDAV's ETag is the server's own token, not the bytes' hash.
+    if odb.fs.protocol == "s3" and re.fullmatch(r"[0-9a-f]{32}", etag):
+        if etag != item.oid.removesuffix(".dir"):
+            return f"MD5 {etag} (S3's ETag) instead of {item.oid.removesuffix('.dir')}"
+    if odb.fs.protocol == "local" or verify:
+        digest = hashlib.md5()
+        with odb.fs.open(odb.oid_to_path(item.oid), "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != item.oid.removesuffix(".dir"):
+            return f"MD5 {digest.hexdigest()} instead of {item.oid.removesuffix('.dir')}"
+    return ""
+
+
+def expand_from_remote(odb, listing: dict, missing: list[CacheObject], repo) -> list[CacheObject]:
+    """``missing``, with each directory's files this cache lacks read from the remote's listing.
+
+    DVC saves a directory's ``.dir`` object only once all its files came, so after a
+    fetch that lost one file the cache cannot say which: the remote's copy can.
+    """
+    expanded = []
+    for item in missing:
+        expanded.append(item)
+        if not item.oid.endswith(".dir") or item.oid not in listing:
+            continue
+        with odb.fs.open(odb.oid_to_path(item.oid), "rb") as stream:
+            content = stream.read()
+        if hashlib.md5(content).hexdigest() != item.oid.removesuffix(".dir"):
+            continue
+        expanded.remove(item)
+        for entry in json.loads(content):
+            if not Path(repo.cache.local.oid_to_path(entry["md5"])).is_file():
+                expanded.append(CacheObject(item.output, entry["md5"], entry["relpath"]))
+    return expanded
+
+
+def outputs_of(objects: list[CacheObject]) -> str:
+    """The outputs ``objects`` belong to, and the first few files of directories among them."""
+    shown = ", ".join(sorted({item.output for item in objects}))
+    files = sorted(item.name for item in objects if item.file)
+    if files:
+        shown += f" (files {', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
+    return shown
 
 
 def _run_dvc_streamed(command: list[str]) -> tuple[int, str]:
@@ -96,46 +307,185 @@ def _run_dvc_streamed(command: list[str]) -> tuple[int, str]:
     return process.wait(), "".join(output)
 
 
-def _remove_half_written(remote: str | None, oid: str) -> bool:
-    """Delete the remote's copy of ``oid`` if this repository's cache holds a good one."""
-    from dvc.repo import Repo
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    with Repo() as repo:
+
+def _open_remote(repo, remote: str | None, action: str, where: str):
+    """The remote's object database and its listing, or one line saying what the server said."""
+    cloud_remote = repo.cloud.get_remote(remote, action)
+    odb = repo.cloud.get_remote_odb(remote, action)
+    try:
+        check_remote_exists(cloud_remote)
         try:
-            json.loads(Path(repo.cache.repo.oid_to_path(oid)).read_text())
-        except (OSError, ValueError):
-            return False  # The local copy is the broken one: not the remote's to mend.
-        odb = repo.cloud.get_remote_odb(remote, "push")
-        odb.fs.rm(odb.oid_to_path(oid))
-    return True
+            return odb, remote_listing(odb)
+        except FileNotFoundError:
+            return odb, {}  # The folder exists but holds no object yet.
+    except Exception as error:  # noqa: BLE001 (each library raises its own; named below)
+        raise PipelineError(
+            f"dvc {action} {ACTIONS[action]} remote {where} failed: {remote_answer(error)}"
+        ) from None
 
 
-def transfer(action: str, remote: str | None, jobs: int | None = None) -> None:
-    """Run ``dvc push``/``dvc pull``; raise a ``PipelineError`` naming the remote if it fails.
+def push(remote: str | None, jobs: int | None, verify: bool) -> None:
+    """Replace what the remote holds cut short or changed, push, then check the sizes."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.db import get_index
 
-    A push that finds a directory listing cut short on the remote (a push killed
-    half way left it) deletes that one object and pushes again, once.
-    """
-    where = describe(remote, action)
-    command = [action, *(["--remote", remote] if remote else [])]
+    where = describe(remote, "push")
+    with Repo() as repo:
+        needed, _ = needed_objects(repo)
+        local = {
+            item.oid: (item, Path(repo.cache.local.oid_to_path(item.oid)))
+            for item in needed
+            if Path(repo.cache.local.oid_to_path(item.oid)).is_file()
+        }
+        # Bytes that are not their name here must not reach the remote.
+        damaged = remove_damaged(repo, [item for item, _ in local.values()])
+        if damaged:
+            raise PipelineError(
+                f"{outputs_of(damaged)}: this cache's copy is damaged (its MD5 is not its "
+                f"name; deleted), so nothing was pushed to remote {where}; expected whole "
+                "files: run `dvc repro` (or `make pull` from a remote that has them), then "
+                "`make push` again"
+            )
+        odb, listing = _open_remote(repo, remote, "push", where)
+        wrong = set()  # Objects to delete on the remote, so that DVC sends them again.
+        for oid, (item, path) in sorted(local.items()):
+            if oid not in listing:
+                continue
+            try:
+                why = different_on_remote(odb, item, path, listing[oid], verify)
+            except Exception as error:  # noqa: BLE001 (each library raises its own)
+                raise PipelineError(
+                    f"dvc push to remote {where} failed: {remote_answer(error)}"
+                ) from None
+            if why:
+                _warn(
+                    f"{item.name}: the copy on remote {where} has {why} (a push that "
+                    "stopped half way, or changed there); deleting it to send it whole"
+                )
+                wrong.add(oid)
+        # DVC takes a directory's .dir object on the remote to mean that all its files
+        # are there (it sends them first, the .dir last): the .dir of a directory with a
+        # file wrong or absent there goes too, and is sent again after its files.
+        wrong |= {
+            item.directory_oid
+            for item in needed
+            if item.directory_oid in listing and (item.oid in wrong or item.oid not in listing)
+        }
+        for oid in sorted(wrong):
+            odb.fs.rm(odb.oid_to_path(oid))
+        if wrong:
+            # DVC also remembers what a remote holds (an index in its site cache).
+            with closing(get_index(odb)) as remote_index:
+                remote_index.clear()
+    command = ["push", *(["--remote", remote] if remote else [])]
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
-    half_written = _HALF_WRITTEN.search(output) if status and action == "push" else None
-    if half_written and _remove_half_written(remote, half_written.group(1)):
-        print(
-            f"warning: removed {half_written.group(1)}, cut short on remote {where} by an "
-            "interrupted push; pushing again",
-            file=sys.stderr,
-            flush=True,
-        )
-        status, output = _run_dvc_streamed(command)
     if status != 0:
         raise PipelineError(
-            f"dvc {action} {ACTIONS[action]} remote {where} failed: "
-            f"{dvc_reason(output)}; "
-            f"expected the server to be reachable and to accept the credentials in "
-            f".dvc/config.local (`dvc remote modify --local`); run `make {action}` again once "
-            f"it is: what was already sent is not sent twice"
+            f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
+        )
+    with Repo() as repo:
+        odb, listing = _open_remote(repo, remote, "push", where)
+        short = [
+            item
+            for oid, (item, path) in local.items()
+            if listing.get(oid, {}).get("size", path.stat().st_size) != path.stat().st_size
+            or oid not in listing
+        ]
+    if short:
+        raise PipelineError(
+            f"{outputs_of(short)}: after the push, remote {where} holds them with another "
+            "size or not at all; expected the server to keep what it accepted: run "
+            "`make push` again, and check the server's disk"
+        )
+
+
+def remote_failure(remote: str | None, action: str, where: str, output: str) -> str:
+    """Why DVC's transfer failed, from the remote's own answer to a listing made now."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo() as repo:
+            _open_remote(repo, remote, action, where)
+    except PipelineError as error:
+        return str(error).split(" failed: ", 1)[1]
+    return (
+        f"{dvc_reason(output)}; the remote answers a listing now: run `make {action}` "
+        "again (what was already sent is not sent twice)"
+    )
+
+
+def pull(remote: str | None, jobs: int | None) -> None:
+    """Fetch, delete what is not its name, check out the whole outputs, name the rest."""
+    from dvc.repo import Repo
+
+    where = describe(remote, "pull")
+    command = ["fetch", *(["--remote", remote] if remote else [])]
+    command += ["--jobs", str(jobs)] if jobs else []
+    status, output = _run_dvc_streamed(command)
+    with Repo() as repo:
+        needed, _ = needed_objects(repo)
+        damaged = remove_damaged(repo, needed)
+        # Re-read: a damaged .dir object hid its directory's files.
+        needed, missing = needed_objects(repo)
+        incomplete = {item.output for item in missing}
+        complete = sorted({item.output for item in needed} - incomplete)
+        reason, absent, not_on_remote = "", [], False
+        if missing:
+            try:
+                odb, listing = _open_remote(repo, remote, "pull", where)
+            except PipelineError as error:
+                reason = str(error).split(" failed: ", 1)[1]
+            else:
+                absent = [
+                    item
+                    for item in expand_from_remote(odb, listing, missing, repo)
+                    if item.oid not in listing
+                ]
+                reason = (
+                    "not found on the remote"
+                    if absent
+                    else f"the transfer failed: {dvc_reason(output)}"
+                )
+                not_on_remote = bool(absent)
+    if complete:
+        checkout_status, checkout_output = _run_dvc_streamed(["checkout", *complete])
+        if checkout_status != 0:
+            raise PipelineError(
+                f"dvc checkout after the pull from remote {where} failed: "
+                f"{dvc_reason(checkout_output)}; expected the cache to hold every output"
+            )
+    damaged_oids = {item.oid for item in damaged}
+    absent = absent or [item for item in missing if item.oid not in damaged_oids]
+    absent = [item for item in absent if item.oid not in damaged_oids]
+    problems = []
+    if damaged:
+        problems.append(
+            f"{outputs_of(damaged)}: the remote's bytes are not what dvc.lock names (their "
+            "MD5 differs; deleted here, not checked out)"
+        )
+    if absent:
+        problems.append(f"{outputs_of(absent)}: {reason}")
+    if problems:
+        advice = (
+            "expected whole copies there: in a clone that has them, run `make push "
+            "VERIFY=1` (it sends what is missing and replaces what is damaged), then "
+            "`make pull` again"
+            if damaged or not_on_remote
+            else ""
+        )
+        raise PipelineError(
+            f"dvc pull from remote {where} did not check out "
+            f"{', '.join(sorted(incomplete))}: {'; '.join(problems)}"
+            + (f"; {advice}" if advice else "")
+        )
+    if status != 0:
+        raise PipelineError(
+            f"dvc fetch from remote {where} failed: {dvc_reason(output)}; every output "
+            "was checked out whole"
         )
 
 
@@ -146,16 +496,25 @@ def main(argv: list[str] | None = None) -> int:
         "-r", "--remote", metavar="NAME", help="the DVC remote (default: the default)"
     )
     parser.add_argument("--jobs", type=int, metavar="N", help="parallel transfers (DVC's -j)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="push: download and hash every object the remote already holds (make push VERIFY=1)",
+    )
     arguments = parser.parse_args(argv)
     try:
         with standard_output_guarded():
-            transfer(arguments.action, arguments.remote, arguments.jobs)
+            if arguments.action == "push":
+                push(arguments.remote, arguments.jobs, arguments.verify)
+            else:
+                pull(arguments.remote, arguments.jobs)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
-            f"error: dvc {arguments.action} interrupted; run it again: what was sent stays",
+            f"error: dvc {arguments.action} interrupted; run it again: what was sent whole "
+            "stays, and what was cut short is found and sent again",
             file=sys.stderr,
         )
         return 130

@@ -29,6 +29,7 @@ from mnistpipe.errors import PipelineError, shown
 from mnistpipe.figures import save_png
 from mnistpipe.files import atomic_path
 from mnistpipe.inputs import mapping_under, parse_yaml_mapping, read_text
+from mnistpipe.integrity import check_locked
 
 matplotlib.use("Agg")
 
@@ -97,14 +98,17 @@ def base_predictions(base: str) -> list[tuple[str, str]]:
     import dvc.api
 
     try:
-        text = dvc.api.read(PREDICTIONS, rev=base, repo=".")
+        content = dvc.api.read(PREDICTIONS, rev=base, repo=".", mode="rb")
     # DVC raises many kinds of error here (missing from cache and remote, bad revision).
     except Exception as error:
         raise PipelineError(
             f"{PREDICTIONS} at {base} could not be read from DVC's cache or remote "
             f"({type(error).__name__}: {error}); expected `dvc push` to have stored it"
         ) from None
-    return read_predictions(text, f"{PREDICTIONS} at {base}")
+    # dvc.api does not hash what it reads from the cache or the remote.
+    lock = commands.run_command("git", "show", f"{base}:dvc.lock")
+    check_locked(content, lock.stdout, PREDICTIONS, f"dvc.lock at {base}")
+    return read_predictions(content.decode("utf-8", "replace"), f"{PREDICTIONS} at {base}")
 
 
 def data_params(lock_text: str, source: str) -> dict:
