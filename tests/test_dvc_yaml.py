@@ -1,6 +1,10 @@
 """dvc.yaml declares what each stage really depends on, so DVC reruns exactly what changed."""
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,16 +64,63 @@ def test_each_stage_lists_its_script_and_every_shared_module_it_imports(stages, 
     assert listed_modules - needed == set(), f"{stage} lists modules it does not import"
 
 
-def test_metrics_are_kept_in_git_and_declared_at_the_top_level(stages):
-    document = yaml.safe_load((REPOSITORY / "dvc.yaml").read_text())
-    metrics = set(document["metrics"])
-    assert metrics == {
-        "dvclive/metrics.json",
-        "metrics/train.json",
-        "metrics/evaluate.json",
-        "metrics/export.json",
-    }
+# Every JSON file of figures the pipeline writes, all kept in git.
+FIGURES_FILES = (
+    "dvclive/metrics.json",
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "metrics/export.json",
+    "metrics/classes.json",
+    "metrics/lineage.json",
+)
+
+
+def metrics_shown(*targets: str) -> dict[str, dict]:
+    """`dvc metrics show --json` in this repository: each file's figures, by path."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "--json", *targets],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    shown = json.loads(result.stdout)[""]["data"]
+    return {path: file["data"] for path, file in shown.items()}
+
+
+def flat_keys(figures: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            keys |= flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def test_the_figures_files_are_kept_in_git_as_stage_metrics_or_plots(stages):
+    declared = {}
     for stage in stages.values():
-        for out in stage["outs"]:
-            if isinstance(out, dict) and next(iter(out)) in metrics:
-                assert out[next(iter(out))]["cache"] is False
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                if isinstance(out, dict):
+                    path, settings = next(iter(out.items()))
+                    declared[path] = (kind, settings.get("cache", True))
+    for path in FIGURES_FILES:
+        kind, cache = declared[path]
+        # Kept in git (cache: false), and still in the run-cache (a metric or a plot).
+        assert cache is False and kind in ("metrics", "plots"), path
+
+
+def test_dvc_metrics_show_is_at_most_15_columns_and_every_figure_is_still_shown():
+    if not all((REPOSITORY / path).is_file() for path in FIGURES_FILES):
+        pytest.skip("the committed run's figures files are not in this checkout")
+    table = metrics_shown()
+    columns = {key for figures in table.values() for key in flat_keys(figures)}
+    assert 1 + len(columns) <= 15, sorted(columns)  # the Path column, then one per figure
+    assert {"accuracy", "loss", "macro_avg.f1", "meets_min_accuracy", "eval.accuracy"} <= columns
+    for path in FIGURES_FILES:
+        on_disk = flat_keys(json.loads((REPOSITORY / path).read_text()))
+        shown = metrics_shown(path)[path]
+        assert flat_keys(shown) == on_disk, f"`dvc metrics show {path}` loses figures"

@@ -117,7 +117,7 @@ def test_an_experiment_below_the_bar_completes_is_saved_and_the_gate_refuses_it(
     assert evaluate["meets_min_accuracy"] is False and evaluate["min_accuracy"] == 0.8
     # The table a person reads: no per-class columns, no lineage hashes.
     assert "per_class" not in evaluate and "metrics/classes.json" not in saved["metrics"]
-    assert "lineage" not in saved["metrics"]["metrics/train.json"]["data"]
+    assert "metrics/lineage.json" not in saved["metrics"]
     card = (repository / "models/export/MODEL_CARD.md").read_text()
     assert "Quality bar: **not met**" in card
 
