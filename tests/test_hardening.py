@@ -260,29 +260,34 @@ def png_header(width: int, height: int) -> bytes:
     )
 
 
+# What classes.json says of a Fashion-MNIST export.
+_BUILT_IN_EXPORT = predict.ExportedClasses([str(n) for n in range(10)], (28, 28, 1), True)
+
+
 def test_predict_refuses_a_picture_of_huge_dimensions_before_decoding(tmp_path):
     path = tmp_path / "huge.png"
     path.write_bytes(png_header(100_000, 100_000) + bytes(100))
     with pytest.raises(
-        PipelineError, match=r"PNG image of 100000x100000 pixels; expected at most"
+        PipelineError, match=r"PNG image of 100000x100000 pixels, more than 64,000,000"
     ):
-        predict.read_inputs(path)
+        predict.read_inputs(path, _BUILT_IN_EXPORT)
 
 
 def test_predict_on_a_file_that_is_not_an_image_names_the_formats_of_its_help(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a picture")
     with pytest.raises(PipelineError) as raised:
-        predict.read_inputs(path)
+        predict.read_inputs(path, _BUILT_IN_EXPORT)
     message = str(raised.value)
-    assert "is not a PNG, JPEG or IDX image file" in message
-    assert "Op:" not in message and "GIF" not in message and "BMP" not in message
+    assert (
+        "is not an image" in message and "expected a PNG, JPEG, BMP, GIF or WebP image" in message
+    )
     damaged = tmp_path / "damaged.png"
     damaged.write_bytes(png_header(28, 28) + b"garbage")
     with pytest.raises(PipelineError) as raised:
-        predict.read_inputs(damaged)
-    assert "is a damaged PNG file" in str(raised.value)
-    assert "Op:" not in str(raised.value)
+        predict.read_inputs(damaged, _BUILT_IN_EXPORT)
+    assert "is a damaged image" in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
