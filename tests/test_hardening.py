@@ -99,7 +99,7 @@ def test_a_model_that_does_not_fit_the_dataset_stops_evaluate(
 
 def test_a_model_file_cut_short_names_the_file_and_the_way_back(project):
     prepare_in(project)
-    path = save_model(project, build_mlp(0.2))
+    path = save_model(project, build_mlp((28, 28, 1), 10, 0.2))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
     result = run_stage_process(project, "evaluate")
@@ -167,7 +167,7 @@ def test_prepared_data_of_another_dataset_is_refused(project, stage, storage_for
     # MNIST's arrays have Fashion-MNIST's shape, dtype and labels: only the
     # record preprocess writes beside them tells which dataset they are.
     prepare(project / "data/raw", project / PREPARED, 0.2, 0, 42, storage_format, 10_000, "mnist")
-    save_model(project, build_mlp(0.2))
+    save_model(project, build_mlp((28, 28, 1), 10, 0.2))
     outputs_before = sorted(path.name for path in project.rglob("*"))
 
     # Each stage's first case (npy) in a process of its own, as DVC runs it; tfrecord in this one.
