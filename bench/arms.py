@@ -147,7 +147,14 @@ def _train_under_policy(settings: dict, seed: int, splits: dict, callbacks, dtyp
         settings["augment"],
         settings["shift_pixels"],
     )
-    model = build_model(settings["model"], settings["dropout"], dtype_policy)
+    # The arrays' own image shape; the built-in datasets' ten classes.
+    model = build_model(
+        settings["model"],
+        settings["dropout"],
+        dtype_policy,
+        input_shape=splits["train"][0].shape[1:],
+        classes=10,
+    )
     steps_per_epoch = -(-len(splits["train"][1]) // settings["batch_size"])
     optimizer = optimizer_from_settings(settings, steps_per_epoch)
     train(

@@ -13,13 +13,15 @@ def measure_test_time_augmentation(root: Path) -> dict:
 
     from mnistpipe import paths
     from mnistpipe.data import load_split
+    from mnistpipe.dataset_info import read_info
     from mnistpipe.models import load_model, with_test_time_augmentation
 
-    model = load_model(root / paths.MODEL)
+    info = read_info(root / paths.PREPARED)
+    model = load_model(root / paths.MODEL, info.image_shape, info.num_classes)
     images, labels = load_split(root / paths.PREPARED, "test")
     accuracies = {}
     for augmentation in ("none", "flip"):
-        scored = with_test_time_augmentation(model, augmentation)
+        scored = with_test_time_augmentation(model, augmentation, info.image_shape)
         logits = scored.predict(images, batch_size=1000, verbose=0)
         accuracies[augmentation] = float(np.mean(np.argmax(logits, axis=1) == labels))
     print(
@@ -28,7 +30,7 @@ def measure_test_time_augmentation(root: Path) -> dict:
         flush=True,
     )
     serving = measure_model_serving(
-        with_test_time_augmentation(model, "flip"),
+        with_test_time_augmentation(model, "flip", info.image_shape),
         root / "bench-exports" / "flip" / "saved_model",
         root / paths.RAW,
     )

@@ -2,7 +2,7 @@
 
 from mnistpipe import paths
 from mnistpipe.data import load_split
-from mnistpipe.datasets import DATASETS
+from mnistpipe.dataset_info import read_info
 from mnistpipe.errors import run_stage
 from mnistpipe.evaluation import classification_report, prediction_rows
 from mnistpipe.figures import confusion_matrix_figure, misclassified_figure, save_png
@@ -14,12 +14,16 @@ from mnistpipe.quality import bar_verdict, judged_metrics
 
 def main() -> str:
     params = load_params(paths.PARAMS)
-    class_names = DATASETS[params["dataset"]].class_names
-    model = load_model(paths.MODEL, classes=len(class_names))
+    # The classes and image shape of the prepared data (dataset.json).
+    info = read_info(paths.PREPARED)
+    class_names = info.class_names
+    model = load_model(paths.MODEL, info.image_shape, info.num_classes)
     test_images, test_labels = load_split(paths.PREPARED, "test", dataset=params["dataset"])
     # Test-time augmentation when the params ask for it (models.py): each image
     # is scored as the mean of its views, here as in the exported SavedModel.
-    model = with_test_time_augmentation(model, params["evaluate"]["test_time_augmentation"])
+    model = with_test_time_augmentation(
+        model, params["evaluate"]["test_time_augmentation"], info.image_shape
+    )
 
     logits = model.predict(test_images, batch_size=1000, verbose=0)
     report = classification_report(test_labels, logits, class_names)

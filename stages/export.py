@@ -5,11 +5,12 @@ import shutil
 import numpy as np
 
 from mnistpipe import paths
-from mnistpipe.data import load_split, read_raw
+from mnistpipe.data import load_split
+from mnistpipe.dataset_info import read_info
 from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
 from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes, write_json
-from mnistpipe.model_card import model_card, read_card_metrics
+from mnistpipe.model_card import model_card, read_card_metrics, read_data_summary
 from mnistpipe.models import load_model, with_test_time_augmentation
 from mnistpipe.params import load_params
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
@@ -17,20 +18,24 @@ from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 
 def main() -> str:
     params = load_params(paths.PARAMS)
-    spec = DATASETS[params["dataset"]]
-    card_metrics = read_card_metrics(spec.class_names)
-    model = load_model(paths.MODEL, classes=len(spec.class_names))
+    info = read_info(paths.PREPARED)
+    card_metrics = read_card_metrics(info.class_names)
+    data_summary = read_data_summary()
+    model = load_model(paths.MODEL, info.image_shape, info.num_classes)
     test_images, test_labels = load_split(paths.PREPARED, "test", dataset=params["dataset"])
     # Test-time augmentation when the params ask for it (models.py): each image
     # is scored as the mean of its views, here as in the exported SavedModel.
-    model = with_test_time_augmentation(model, params["evaluate"]["test_time_augmentation"])
-    # The preprocessed test set is the first examples of the raw one (all of
-    # them unless preprocess.limit is set): feed the export the same ones, raw.
-    raw_images = read_raw(paths.RAW, "test")[0][: len(test_labels)]
+    model = with_test_time_augmentation(
+        model, params["evaluate"]["test_time_augmentation"], info.image_shape
+    )
+    # The client's pixels: preprocess divided uint8 pixels by 255 in float32, which
+    # times 255, rounded, gives back exactly (the raw IDX images, or the pictures as
+    # pictures.load_picture made them).
+    raw_images = np.round(test_images * np.float32(255.0)).astype(np.uint8)
 
     with atomic_directory(paths.EXPORT) as export_directory:
         saved_model = export_directory / paths.EXPORTED_SAVED_MODEL.name
-        export_saved_model(model, saved_model)
+        export_saved_model(model, saved_model, image_shape=info.image_shape)
         shutil.copyfile(paths.MODEL, export_directory / paths.EXPORTED_KERAS.name)
         # Check the export before it replaces the previous one: the client's view
         # (raw uint8 pixels) against the trained model on preprocessed pixels.
@@ -46,18 +51,28 @@ def main() -> str:
             "saved_model_mib": round(directory_size_bytes(saved_model) / 2**20, 2),
             "test_examples": len(test_labels),
         }
-        # What a client needs beside the graph: the names of the outputs, and the card.
+        # What a client needs beside the graph: the names of the outputs, the image
+        # shape (what mnistpipe predict fits a picture to), and the card.
         write_json(
             export_directory / paths.EXPORTED_CLASSES.name,
-            {"dataset": spec.name, "class_names": list(spec.class_names)},
+            {
+                "dataset": params["dataset"],
+                "class_names": list(info.class_names),
+                "image_shape": list(info.image_shape),
+                # The built-in datasets are light on dark, so predict inverts a
+                # dark-on-light photo for them; a folder's images are taken as they are.
+                "invert_dark_on_light": params["dataset"] in DATASETS,
+            },
         )
         with atomic_open(export_directory / paths.MODEL_CARD.name) as stream:
             stream.write(
                 model_card(
-                    spec,
+                    params["dataset"],
+                    info,
                     params,
                     *card_metrics,
                     export_metrics,
+                    data_summary,
                 )
             )
     write_json(paths.EXPORT_METRICS, export_metrics)

@@ -7,6 +7,7 @@ from pathlib import Path
 from mnistpipe import paths
 from mnistpipe.checkpoint import discard, how_to_resume
 from mnistpipe.data import load_examples
+from mnistpipe.dataset_info import read_info
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
 from mnistpipe.files import write_json
@@ -27,6 +28,8 @@ def main() -> str:
 
     train_split = load_examples(paths.PREPARED, "train", dataset=params["dataset"])
     val_split = load_examples(paths.PREPARED, "val", dataset=params["dataset"])
+    # The model takes the prepared images' shape and gives one logit a class.
+    info = read_info(paths.PREPARED)
     started = time.perf_counter()
     # Saved at every epoch end: a run killed part way resumes where it stopped.
     # Each epoch's figures go to dvclive as it ends (the chief's only), for
@@ -40,6 +43,7 @@ def main() -> str:
             checkpoint_path=paths.CHECKPOINT,
             strategy=strategy,
             live=live,
+            info=info,
         )
     seconds = time.perf_counter() - started
     if not is_chief(strategy):

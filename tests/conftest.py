@@ -19,6 +19,8 @@ from mnistpipe.idx import encode_idx
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPOSITORY.parent / "shared" / "datasets" / "mnist"
 SYSTEM_FASHION_MNIST = Path(DATASETS["fashion_mnist"].system_directory)
+# The built-in datasets' model shape, for models.build_model and load_model.
+BUILT_IN = {"input_shape": (28, 28, 1), "classes": 10}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -367,9 +367,10 @@ def test_one_image_is_timed_in_a_process_set_up_as_a_one_image_server(tmp_path):
 
     from mnistpipe.models import build_model
     from mnistpipe.serving import export_saved_model
+    from tests.conftest import BUILT_IN
 
     keras.utils.set_random_seed(3)
-    export_saved_model(build_model("mlp", 0.1), tmp_path / "saved_model")
+    export_saved_model(build_model("mlp", 0.1, **BUILT_IN), tmp_path / "saved_model")
     figures = measure_serving(tmp_path / "saved_model", synthetic_raw(tmp_path), rounds=1)
     assert figures["serving_single_server"] == {
         "intra_op_threads": 1,

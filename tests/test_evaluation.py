@@ -49,7 +49,7 @@ def test_the_loss_is_the_mean_cross_entropy_of_the_logits():
 
 
 def test_confusion_matrix_counts_actual_by_predicted():
-    counts = confusion_matrix(np.array([1, 1, 2]), np.array([1, 2, 2]))
+    counts = confusion_matrix(np.array([1, 1, 2]), np.array([1, 2, 2]), 10)
     assert counts[1, 1] == 1 and counts[1, 2] == 1 and counts[2, 2] == 1 and counts.sum() == 3
 
 

@@ -54,11 +54,10 @@ def test_skipping_epochs_gives_the_order_the_next_epoch_would_have_had():
 def _offset(original, shifted, limit):
     """The (rows, columns) by which ``shifted`` is ``original`` moved, zeros filling the edge."""
     padded = np.pad(original, limit)
-    side = original.shape[0]
     for rows in range(-limit, limit + 1):
         for columns in range(-limit, limit + 1):
             moved = np.roll(padded, (rows, columns), axis=(0, 1))[limit:-limit, limit:-limit]
-            if np.array_equal(moved[:side, :side], shifted):
+            if np.array_equal(moved, shifted):
                 return rows, columns
     return None
 
@@ -99,3 +98,30 @@ def test_shifts_leave_the_flips_of_a_run_without_shifts_as_they_were():
 
     assert flipped(1) == flipped(0)
     assert 16 <= len(flipped(0)) <= 48
+
+
+def test_flips_and_shifts_work_on_rgb_images_of_any_height_and_width():
+    # 12x20 RGB, each image distinct: every augmented image is its original mirrored
+    # or not, then moved by at most 2 pixels each way, all three channels alike.
+    rng = np.random.default_rng(1)
+    images = rng.random((32, 12, 20, 3), dtype=np.float32) + 1  # No zeros: every move shows.
+    labels = np.arange(32)
+    train_dataset, _ = make_datasets(
+        (images, labels), (images[:4], labels[:4]), 32, 0, 3, "flip", shift_pixels=2
+    )
+    ((batch_images, batch_labels),) = list(train_dataset)
+    assert batch_images.shape == (32, 12, 20, 3)
+    mirrored = 0
+    for image, label in zip(batch_images.numpy(), batch_labels.numpy(), strict=True):
+        original = images[label]
+        found = [
+            _offset(view[:, :, channel], image[:, :, channel], 2)
+            for view in (original, original[:, ::-1])
+            for channel in range(3)
+        ]
+        plain, flipped = found[:3], found[3:]
+        assert (None not in plain and len(set(plain)) == 1) or (
+            None not in flipped and len(set(flipped)) == 1
+        )
+        mirrored += None not in flipped and len(set(flipped)) == 1
+    assert 0 < mirrored < 32

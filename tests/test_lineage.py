@@ -4,6 +4,7 @@ import keras
 
 from mnistpipe.lineage import directory_sha256, onednn_kernels, weights_sha256
 from mnistpipe.models import build_model
+from tests.conftest import BUILT_IN
 
 
 def test_a_directory_hash_covers_names_and_contents(tmp_path):
@@ -18,7 +19,7 @@ def test_a_directory_hash_covers_names_and_contents(tmp_path):
 
 def test_the_weights_hash_changes_with_any_weight():
     keras.utils.set_random_seed(1)
-    model = build_model("mlp", 0.0)
+    model = build_model("mlp", 0.0, **BUILT_IN)
     before = weights_sha256(model)
     assert weights_sha256(model) == before
     kernel = model.weights[0]

@@ -9,14 +9,14 @@ from mnistpipe.loops import HISTORY_KEYS, train
 from mnistpipe.models import build_model
 from mnistpipe.recipe import make_learning_rate, make_optimizer
 from mnistpipe.seeding import seed_everything
-from tests.conftest import small_splits
+from tests.conftest import BUILT_IN, small_splits
 
 
 def run_training(model_name, loop, epochs=3, optimizer="adam", learning_rate=0.003, seed=7):
     seed_everything(seed, deterministic=True)
     train_split, val_split = small_splits()
     train_dataset, val_dataset = make_datasets(train_split, val_split, 32, 0, seed)
-    model = build_model(model_name, dropout_rate=0.1)
+    model = build_model(model_name, dropout_rate=0.1, **BUILT_IN)
     schedule = make_learning_rate(learning_rate, "cosine", 16 * epochs)
     history = train(
         model, make_optimizer(optimizer, schedule), loop, train_dataset, val_dataset, epochs

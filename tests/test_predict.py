@@ -1,25 +1,19 @@
 """python -m mnistpipe.predict on PNG, JPEG and IDX files, with the synthetic dataset's export."""
 
-import contextlib
 import csv
-import errno
-import io
 import json
-import os
-import signal
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnistpipe import interrupts, paths, predict
+from mnistpipe import paths, pictures
 from mnistpipe.datasets import FILE_NAMES
 from mnistpipe.errors import PipelineError
-from mnistpipe.idx import read_images
-from mnistpipe.predict import decode_picture, jpeg_components, main, to_dataset_image
+from mnistpipe.idx import encode_idx, read_images
+from mnistpipe.predict import ExportedClasses, light_on_dark_picture, main, read_inputs
 from tests.conftest import run_stage_main
 
 
@@ -64,8 +58,10 @@ def test_each_good_file_is_predicted_and_each_bad_one_named(exported, tmp_path, 
     assert lines[1].split(": ")[1].startswith(evaluated[1] + " ")
     assert all(line.count(", ") == 2 for line in lines)
     assert f"error: cannot read {tmp_path / 'missing.png'}" in err
-    assert f"error: {empty} is empty; expected a PNG, JPEG or IDX image file" in err
-    assert f"error: {text} is not a PNG, JPEG or IDX image file" in err
+    assert (
+        f"error: {empty} is empty; expected a PNG, JPEG, BMP, GIF, WebP or IDX image file" in err
+    )
+    assert f"error: {text} is not an image (it starts with b'not an i')" in err
     assert "Op:" not in err
     assert "Traceback" not in err
 
@@ -87,23 +83,64 @@ def test_json_output_ranks_three_classes_for_every_image_of_an_idx_file(exported
         assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
 
 
-def test_dark_on_light_pictures_are_inverted_unless_told_not_to():
+def as_png(image):
+    """A (H, W) or (H, W, 3) uint8 image as PNG bytes."""
+    return tf.io.encode_png(image if image.ndim == 3 else image[..., np.newaxis]).numpy()
+
+
+def test_dark_on_light_pictures_are_inverted_for_a_built_in_export_unless_told_not_to():
     image = np.zeros((28, 28), dtype=np.uint8)
     image[8:20, 10:18] = 240
-    np.testing.assert_array_equal(to_dataset_image(255 - image), image)
-    np.testing.assert_array_equal(to_dataset_image(255 - image, invert=False), 255 - image)
+    fitted = light_on_dark_picture(as_png(255 - image), Path("photo.png"), (28, 28, 1))
+    np.testing.assert_array_equal(fitted[..., 0], image)
+    built_in = ExportedClasses([str(n) for n in range(10)], (28, 28, 1), True)
+    path = Path(tempfile.mkdtemp()) / "photo.png"
+    path.write_bytes(as_png(255 - image))
+    np.testing.assert_array_equal(read_inputs(path, built_in)[0][1][..., 0], image)
+    np.testing.assert_array_equal(
+        read_inputs(path, built_in, invert=False)[0][1][..., 0], 255 - image
+    )
     # A light-on-dark picture, as in the dataset, is left as it is.
-    np.testing.assert_array_equal(to_dataset_image(image), image)
+    np.testing.assert_array_equal(
+        light_on_dark_picture(as_png(image), Path("p.png"), (28, 28, 1))[..., 0], image
+    )
 
 
-def test_any_size_is_fitted_into_28_by_28_keeping_its_proportions():
+def test_a_model_of_ones_own_images_gets_pictures_exactly_as_preprocess_made_them(tmp_path):
+    # A dark-on-light picture is not inverted: a folder's images are taken as they are,
+    # through the very function preprocess used.
+    picture = np.full((30, 50, 3), 250, dtype=np.uint8)
+    picture[10:20, 5:30] = (200, 10, 10)
+    path = tmp_path / "photo.png"
+    path.write_bytes(as_png(picture))
+    folder = ExportedClasses(["a", "b", "c"], (16, 24, 3), False)
+    ((name, image),) = read_inputs(path, folder)
+    assert name == str(path)
+    np.testing.assert_array_equal(
+        image, pictures.load_picture(path.read_bytes(), path, (16, 24), 3)
+    )
+    assert image.shape == (16, 24, 3) and image[8, 12].tolist() != [5, 245, 245]
+
+
+def test_any_size_is_fitted_keeping_its_proportions_with_black_padding():
     wide = np.zeros((60, 120), dtype=np.uint8)
     wide[20:40, :] = 255
-    fitted = to_dataset_image(wide)
+    fitted = light_on_dark_picture(as_png(wide), Path("wide.png"), (28, 28, 1))[..., 0]
     assert fitted.shape == (28, 28) and fitted.dtype == np.uint8
     # 120x60 becomes 28x14, centred: black bands above and below.
     assert fitted[:7].max() == 0 and fitted[-7:].max() == 0
     assert fitted[14, :].min() > 200
+
+
+def test_an_idx_file_for_a_model_of_another_image_shape_is_one_line(tmp_path):
+    idx_file = tmp_path / "images-idx3-ubyte"
+    idx_file.write_bytes(encode_idx(np.zeros((2, 28, 28), dtype=np.uint8)))
+    with pytest.raises(PipelineError) as caught:
+        read_inputs(idx_file, ExportedClasses(["a", "b"], (32, 32, 3), False))
+    assert str(caught.value) == (
+        f"{idx_file} is an IDX file of 28x28 grayscale images, but the model takes 32x32 "
+        "images of 3 channels; expected a picture file (PNG, JPEG, BMP, GIF or WebP)"
+    )
 
 
 def test_a_missing_export_is_a_clear_error(tmp_path, capsys, monkeypatch):
@@ -133,143 +170,22 @@ def test_class_names_that_are_not_a_list_of_names_are_a_clear_error(
     assert error.count("\n") == 1, error
 
 
-@pytest.mark.parametrize("shape", [(1, 5000), (5000, 1), (2, 57), (1, 1)])
-def test_a_picture_far_longer_than_wide_still_gives_28_by_28(shape):
-    # Scaled to fit, a 1x5000 strip had no rows left, and TensorFlow's resize
-    # raised "output dimensions must be positive": a traceback, not a prediction.
-    fitted = to_dataset_image(np.full(shape, 200, dtype=np.uint8), invert=False)
-    assert fitted.shape == (28, 28) and fitted.dtype == np.uint8
-    assert fitted.max() > 0
-
-
-def test_a_cmyk_jpeg_is_read_as_the_same_gray_picture(capfd):
-    # libjpeg converts CMYK to RGB, not to gray: it was refused as "a damaged JPEG file"
-    # with TensorFlow's {{function_node ...}} in the message and libjpeg's line beside it.
-    image = pytest.importorskip("PIL.Image")
-    gray = np.full((56, 56), 230, dtype=np.uint8)
-    gray[10:46, 18:38] = 20
-    stream = io.BytesIO()
-    image.fromarray(gray).convert("CMYK").save(stream, "JPEG", quality=95)
-    content = stream.getvalue()
-    assert jpeg_components(content) == 4
-
-    decoded = decode_picture(Path("print.jpg"), content)
-
-    assert decoded.shape == gray.shape and decoded.dtype == np.uint8
-    assert np.abs(decoded.astype(int) - gray).mean() < 2
-    assert capfd.readouterr().err == ""
-
-
 @pytest.mark.parametrize(
-    ("damage", "reason"),
+    "content",
     [
-        (lambda good: good[:200] + b"\xff\xd9" + good[202:], "Bogus Huffman table definition"),
-        (lambda good: good[:180] + bytes(range(256)) * 2, "Bogus marker length"),
+        '{"class_names": ["a", "b"], "image_shape": [28, 28]}',
+        '{"class_names": ["a", "b"], "image_shape": [28, 28, 4]}',
+        '{"class_names": ["a", "b"], "image_shape": [28, 28, 1], "invert_dark_on_light": 1}',
     ],
-    ids=["huffman-table", "marker"],
+    ids=["two-sides", "four-channels", "invert-not-a-boolean"],
 )
-def test_a_damaged_jpeg_is_one_line_with_libjpegs_reason(tmp_path, capfd, damage, reason):
-    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
-    path = tmp_path / "damaged.jpg"
-    path.write_bytes(damage(picture))
-
-    with pytest.raises(PipelineError) as raised:
-        decode_picture(path, path.read_bytes())
-
-    message = str(raised.value)
-    assert message.startswith(f"{path} is a damaged JPEG file ({reason}; "), message
-    assert "{{" not in message and "Op:" not in message and "\n" not in message
-    assert capfd.readouterr().err == ""
-
-
-def _standard_error_identity():
-    status = os.fstat(2)
-    return status.st_dev, status.st_ino
-
-
-def _current_signal_mask():
-    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
-
-
-@pytest.mark.parametrize("good", [True, False], ids=["decoded", "damaged"])
-def test_a_decode_leaves_standard_error_the_signal_mask_and_descriptors_as_they_were(
-    tmp_path, good
+def test_an_image_shape_that_is_not_height_width_channels_is_a_clear_error(
+    tmp_path, capsys, monkeypatch, content
 ):
-    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
-    content = picture if good else picture[:200] + b"\xff\xd9" + picture[202:]
-    decode_picture(Path("warm-up.jpg"), picture)
-    identity, mask = _standard_error_identity(), _current_signal_mask()
-    descriptors = len(os.listdir("/proc/self/fd"))
-
-    for _ in range(5):
-        with contextlib.suppress(PipelineError):
-            decode_picture(tmp_path / "picture.jpg", content)
-
-    assert _standard_error_identity() == identity
-    assert _current_signal_mask() == mask
-    assert len(os.listdir("/proc/self/fd")) == descriptors
-
-
-def test_the_capture_file_is_closed_when_standard_error_cannot_be_duplicated(monkeypatch):
-    # Out of descriptors, os.dup(2) fails after the capture file was opened: it was left open.
-    opened = []
-    real_temporary_file = tempfile.TemporaryFile
-
-    def temporary_file(*arguments, **keywords):
-        opened.append(real_temporary_file(*arguments, **keywords))
-        return opened[-1]
-
-    def no_descriptor_left(descriptor):
-        raise OSError(errno.EMFILE, "Too many open files")
-
-    monkeypatch.setattr(predict.tempfile, "TemporaryFile", temporary_file)
-    monkeypatch.setattr(predict.os, "dup", no_descriptor_left)
-    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
-
-    decode_picture(Path("picture.jpg"), picture)
-
-    assert len(opened) == 1 and opened[0].closed
-
-
-@pytest.mark.parametrize("swap", ["in", "back"])
-def test_a_signal_during_the_stderr_swap_is_raised_with_stderr_restored(monkeypatch, swap):
-    # A SIGTERM between the dup2 swaps raised Interrupted where nothing swapped
-    # stderr back: the interruption's line went into the capture file.
-    identity, mask = _standard_error_identity(), _current_signal_mask()
-    # Kept to put stderr back should the code under test not: the tests run after
-    # this one in the same worker would lose theirs.
-    standard_error_before = os.dup(2)
-    seen_by_handler = []
-
-    def handler(signal_number, frame):
-        seen_by_handler.append(_standard_error_identity())
-        raise interrupts.Interrupted(signal_number)
-
-    real_dup2 = os.dup2
-    swaps = []
-
-    def dup2_then_signalled(source, target):
-        swaps.append(target)
-        if target == 2 and swap == "back" and len(swaps) == 2:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
-        real_dup2(source, target)
-        if target == 2 and swap == "in" and len(swaps) == 1:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
-
-    picture = tf.io.encode_jpeg(np.full((40, 40, 3), 200, dtype=np.uint8)).numpy()
-    handler_before = signal.signal(signal.SIGTERM, handler)
-    try:
-        monkeypatch.setattr(predict.os, "dup2", dup2_then_signalled)
-        with pytest.raises(interrupts.Interrupted):
-            decode_picture(Path("picture.jpg"), picture)
-    finally:
-        monkeypatch.undo()
-        restored = _standard_error_identity()
-        signal.signal(signal.SIGTERM, handler_before)
-        os.dup2(standard_error_before, 2)
-        os.close(standard_error_before)
-
-    assert restored == identity
-    assert _current_signal_mask() == mask
-    if swap == "back":
-        assert seen_by_handler == [identity]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "export").mkdir(parents=True)
+    (tmp_path / "models" / "export" / "classes.json").write_text(content)
+    assert main(["any.png"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot read the class names from models/export/classes.json")
+    assert error.count("\n") == 1, error

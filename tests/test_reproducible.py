@@ -19,7 +19,7 @@ import yaml
 from mnistpipe import paths
 from mnistpipe.models import build_model, load_model, save_model
 from mnistpipe.serving import export_saved_model, load_serving_function
-from tests.conftest import copy_project, synthetic_idx_files
+from tests.conftest import BUILT_IN, copy_project, synthetic_idx_files
 from tests.test_pipeline import dvc, git_commit
 
 
@@ -33,7 +33,7 @@ def all_bytes(directory: Path) -> dict[str, bytes]:
 
 def test_a_saved_model_holds_no_save_time_and_no_memory_address(tmp_path):
     # mlp is Sequential: its layers share one dtype policy, which Keras names by id().
-    model = build_model("mlp", dropout_rate=0.2)
+    model = build_model("mlp", dropout_rate=0.2, **BUILT_IN)
     save_model(model, tmp_path / "model.keras")
 
     with zipfile.ZipFile(tmp_path / "model.keras") as archive:
@@ -44,7 +44,7 @@ def test_a_saved_model_holds_no_save_time_and_no_memory_address(tmp_path):
     assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
     assert "date_saved" not in metadata and metadata["keras_version"]
     assert '"shared_object_id": 0' in config and '"shared_object_id": 1' not in config
-    loaded = load_model(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras", **BUILT_IN)
     for saved, original in zip(loaded.get_weights(), model.get_weights(), strict=True):
         assert np.array_equal(saved, original)
 
@@ -55,7 +55,7 @@ def test_two_saves_of_equal_models_give_the_same_bytes_and_leave_no_temporary_fi
         # Equal weights and layer names, new objects at new addresses: as a rerun builds it.
         keras.backend.clear_session()
         keras.utils.set_random_seed(7)
-        models.append(build_model("mlp", dropout_rate=0.2))
+        models.append(build_model("mlp", dropout_rate=0.2, **BUILT_IN))
         save_model(models[-1], tmp_path / f"{name}.keras")
 
     assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
@@ -63,11 +63,11 @@ def test_two_saves_of_equal_models_give_the_same_bytes_and_leave_no_temporary_fi
 
 
 def test_two_exports_of_one_model_hold_the_same_variables_and_fingerprint(tmp_path):
-    model = build_model("mlp", dropout_rate=0.2)
+    model = build_model("mlp", dropout_rate=0.2, **BUILT_IN)
     save_model(model, tmp_path / "model.keras")
     # Each load draws a new random seed for Dropout, which serving never uses.
     for name in ("first", "second"):
-        export_saved_model(load_model(tmp_path / "model.keras"), tmp_path / name)
+        export_saved_model(load_model(tmp_path / "model.keras", **BUILT_IN), tmp_path / name)
 
     first, second = all_bytes(tmp_path / "first"), all_bytes(tmp_path / "second")
     # saved_model.pb names its functions from a per-process counter, so two exports in

@@ -6,14 +6,16 @@ import numpy as np
 from mnistpipe.data import scale_images
 from mnistpipe.models import build_model, with_test_time_augmentation
 from mnistpipe.serving import export_saved_model, load_serving_function, parity
-from tests.conftest import synthetic_split
+from tests.conftest import BUILT_IN, synthetic_split
 
 
 def test_the_export_averages_an_image_and_its_mirror_inside_the_graph_and_passes_parity(
     tmp_path,
 ):
     keras.utils.set_random_seed(2)
-    averaged = with_test_time_augmentation(build_model("convnet", 0.1), "flip")
+    averaged = with_test_time_augmentation(
+        build_model("convnet", 0.1, **BUILT_IN), "flip", (28, 28, 1)
+    )
     raw_images, _ = synthetic_split(50, seed=4)
     export_saved_model(averaged, tmp_path / "saved_model")
     figures = parity(averaged, tmp_path / "saved_model", raw_images, scale_images(raw_images))

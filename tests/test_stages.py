@@ -118,8 +118,8 @@ def test_export_refuses_a_model_that_disagrees_with_its_export(project, monkeypa
         run_stage_main(stage)
     import mnistpipe.serving as serving
 
-    def skewed(model, directory):
-        original_export(model, directory)
+    def skewed(model, directory, **shape):
+        original_export(model, directory, **shape)
         # Perturb the trained model after export so the two no longer agree.
         for weight in model.weights:
             weight.assign(weight + 0.5)

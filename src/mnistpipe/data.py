@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnistpipe.dataset_info import DatasetInfo, write_info
+from mnistpipe.dataset_info import INFO_FILE, DatasetInfo, read_info, write_info
 from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
@@ -386,9 +386,15 @@ def load_split(
                 f"writes; {REBUILD}"
             ) from None
     images, labels = arrays
-    # What preprocess writes; anything else would fail deep inside TensorFlow.
-    expected_images = f"float32 images of shape (N, {IMAGE_SIDE}, {IMAGE_SIDE}, 1)"
-    if images.dtype != np.float32 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
+    # What preprocess writes (dataset.json says the shape and classes; the built-in
+    # 28x28x1 and ten before it existed); anything else would fail deep inside TensorFlow.
+    info_path = Path(directory) / INFO_FILE
+    shape, classes = (IMAGE_SIDE, IMAGE_SIDE, 1), NUM_CLASSES
+    if info_path.exists():
+        info = read_info(directory)
+        shape, classes = info.image_shape, info.num_classes
+    expected_images = f"float32 images of shape (N, {', '.join(map(str, shape))})"
+    if images.dtype != np.float32 or images.shape[1:] != shape:
         raise PipelineError(
             f"{Path(directory) / f'{split}_images.npy'} holds {images.dtype} of shape "
             f"{images.shape}; expected {expected_images}; rerun the preprocess stage"
@@ -399,9 +405,9 @@ def load_split(
             f"{labels.shape}; expected int64 of shape ({len(images)},), one label an image; "
             "rerun the preprocess stage"
         )
-    if labels.size and not (labels.min() >= 0 and labels.max() < NUM_CLASSES):
+    if labels.size and not (labels.min() >= 0 and labels.max() < classes):
         raise PipelineError(
             f"{Path(directory) / f'{split}_labels.npy'} holds labels from {labels.min()} to "
-            f"{labels.max()}; expected labels 0-{NUM_CLASSES - 1}; {REBUILD}"
+            f"{labels.max()}; expected labels 0-{classes - 1}; {REBUILD}"
         )
     return images, labels

@@ -2,15 +2,13 @@
 
 import numpy as np
 
-from mnistpipe.datasets import NUM_CLASSES
 
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Counts[actual, predicted] over the ten classes."""
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts[actual, predicted] over ``classes`` classes."""
     return np.bincount(
-        labels.astype(np.int64) * NUM_CLASSES + predicted.astype(np.int64),
-        minlength=NUM_CLASSES * NUM_CLASSES,
-    ).reshape(NUM_CLASSES, NUM_CLASSES)
+        labels.astype(np.int64) * classes + predicted.astype(np.int64),
+        minlength=classes * classes,
+    ).reshape(classes, classes)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -24,7 +22,7 @@ def classification_report(
 ) -> dict:
     """Loss, accuracy, per-class and macro-averaged precision, recall and F1 (6 decimals)."""
     predicted = np.argmax(logits, axis=1)
-    counts = confusion_matrix(labels, predicted)
+    counts = confusion_matrix(labels, predicted, len(class_names))
     true_positives = np.diag(counts).astype(np.float64)
     precision = _ratio(true_positives, counts.sum(axis=0).astype(np.float64))
     recall = _ratio(true_positives, counts.sum(axis=1).astype(np.float64))

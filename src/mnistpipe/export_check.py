@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mnistpipe import paths
 from mnistpipe.errors import PipelineError, shown
 
@@ -186,7 +188,13 @@ def _serving_function(loaded, signature):
     """uint8 images -> probabilities, through the signature (as serving.load_serving_function)."""
     import tensorflow as tf
 
+    image_shape = tuple(signature.structured_input_signature[1][INPUT].shape[1:])
+
     def probabilities(images):
+        images = np.asarray(images)
+        if images.shape[1:] == (*image_shape, 1):
+            # (N, H, W, 1), as pictures.load_picture and the prepared data hold gray images.
+            images = images[..., 0]
         outputs = signature(**{INPUT: tf.constant(images, dtype=tf.uint8)})
         # Exports made before the output was named have only TensorFlow's "output_0".
         output = outputs[OUTPUT] if OUTPUT in outputs else next(iter(outputs.values()))

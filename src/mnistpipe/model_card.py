@@ -5,7 +5,8 @@ metrics files, so every figure in it is one the pipeline measured.
 """
 
 from mnistpipe import paths
-from mnistpipe.datasets import FILE_NAMES, DatasetSpec
+from mnistpipe.dataset_info import DatasetInfo
+from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.inputs import read_json_object
 from mnistpipe.live import last_epoch_figures
 from mnistpipe.quality import bar_verdict, meets_bar
@@ -17,6 +18,13 @@ _DATASET_DESCRIPTIONS = {
     "mnist": "MNIST: 28x28 grayscale scans of single handwritten digits, white on black, "
     "centred by their centre of mass",
 }
+# The data report's few figures (preprocess writes them; dvc metrics show lists them),
+# quoted in the card when the file is there. The whole report is data_report.json beside it.
+DATA_SUMMARY = paths.METRICS / "data.json"
+# Classes listed by name in the card's "Model" section; the rest are in classes.json
+# (the per-class table under "Metrics" still has a row for every class).
+LISTED_CLASSES = 50
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 10: "ten"}
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -56,6 +64,82 @@ def _yaml_value(value) -> str:
     # As params.yaml spells it: true/false, not Python's True/False.
     text = str(value).lower() if isinstance(value, bool) else str(value)
     return f"`{text}`"
+
+
+def _count_words(count: int) -> str:
+    return _COUNT_WORDS.get(count, str(count))
+
+
+def _input_line(info: DatasetInfo) -> str:
+    """The serving signature's input, in words (serving.served_shape)."""
+    height, width, channels = info.image_shape
+    if channels == 1:
+        return f"uint8 of shape (N, {height}, {width}), raw pixels"
+    return f"uint8 of shape (N, {height}, {width}, {channels}), raw RGB pixels"
+
+
+def _classes_line(class_names: tuple[str, ...]) -> str:
+    listed = ", ".join(
+        f"{index} {name}" for index, name in enumerate(class_names[:LISTED_CLASSES])
+    )
+    more = len(class_names) - LISTED_CLASSES
+    return listed + (f", and {more} more (all in `classes.json`)." if more > 0 else ".")
+
+
+def _image_words(info: DatasetInfo) -> str:
+    height, width, channels = info.image_shape
+    return f"{height}x{width} {'grayscale' if channels == 1 else 'RGB'}"
+
+
+def read_data_summary() -> dict | None:
+    """The data report's figures (``metrics/data.json``), or None if preprocess wrote none."""
+    if not DATA_SUMMARY.exists():
+        return None
+    return read_json_object(DATA_SUMMARY, "preprocess")
+
+
+def _summary_rows(summary: dict) -> list[list]:
+    # Whatever figures the report holds, nested ones by their dotted names.
+    rows = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            rows += [[f"{key}.{name}", figure] for name, figure in _summary_rows(value)]
+        elif not isinstance(value, list):
+            rows.append([key, value])
+    return rows
+
+
+def _data_report_section(summary: dict | None) -> list[str]:
+    if summary is None:
+        return []
+    return [
+        "The data report of preprocess (`metrics/data.json`; the whole report, per class "
+        "and split, is `metrics/data_report.json`):",
+        _table(["figure", "value"], _summary_rows(summary)),
+    ]
+
+
+def _data_description(dataset: str, info: DatasetInfo, params: dict) -> list[str]:
+    """The card's "Data" paragraphs: a built-in dataset's checksums, or the folder's source."""
+    spec = DATASETS.get(dataset)
+    if spec is not None:
+        checksum_rows = [
+            [f"`{FILE_NAMES[role]}`", f"`{spec.sha256[role]}`"] for role in FILE_NAMES
+        ]
+        return [
+            f"{_DATASET_DESCRIPTIONS.get(dataset, dataset)}. Each file was verified by the "
+            "SHA-256 of its decompressed content before use:",
+            _table(["file", "SHA-256"], checksum_rows),
+        ]
+    folder = params.get("folder", {})
+    source = f"`{folder['path']}`" if "path" in folder else "a folder"
+    checksum = f" (archive SHA-256 `{folder['sha256']}`)" if folder.get("sha256") else ""
+    return [
+        f"Labelled images from {source}{checksum}, one folder a class, "
+        f"{len(info.class_names)} classes; every image converted to "
+        f"{_image_words(info)} with its proportions kept and black padding "
+        "(`mnistpipe.pictures.load_picture`, which `mnistpipe predict` uses too)."
+    ]
 
 
 def _most_confused(per_class: dict, class_names: tuple[str, ...]) -> str:
@@ -107,21 +191,26 @@ def read_card_metrics(class_names: tuple[str, ...]) -> tuple[dict, dict, dict, d
 
 
 def model_card(
-    spec: DatasetSpec,
+    dataset: str,
+    info: DatasetInfo,
     params: dict,
     train_metrics: dict,
     evaluation: dict,
     class_metrics: dict,
     lineage: dict,
     export_metrics: dict,
+    data_summary: dict | None = None,
 ) -> str:
     """The card's Markdown text.
 
-    ``evaluation`` is metrics/evaluate.json, ``class_metrics`` metrics/classes.json and
-    ``lineage`` metrics/lineage.json.
+    ``dataset`` is the params' dataset, ``info`` the prepared data's classes and
+    image shape; ``evaluation`` is metrics/evaluate.json, ``class_metrics``
+    metrics/classes.json, ``lineage`` metrics/lineage.json and ``data_summary``
+    the data report's figures (read_data_summary), if any.
     """
     settings = params["train"]
-    class_names = spec.class_names
+    class_names = info.class_names
+    built_in = dataset in DATASETS
     per_class = class_metrics["per_class"]
     # The bar evaluate judged by, as it recorded it.
     min_accuracy = evaluation["min_accuracy"]
@@ -135,8 +224,9 @@ def model_card(
             f"Quality bar: **not met**. The {bar_verdict(evaluation['accuracy'], min_accuracy)}: "
             "an experiment's result, which the release step and the CI gate refuse to publish."
         )
-    description = _DATASET_DESCRIPTIONS.get(spec.name, spec.name)
-    checksum_rows = [[f"`{FILE_NAMES[role]}`", f"`{spec.sha256[role]}`"] for role in FILE_NAMES]
+    description = _DATASET_DESCRIPTIONS.get(
+        dataset, f"{_image_words(info)} images of the user's own, {len(class_names)} classes"
+    )
     params_rows = [[f"`train.{key}`", _yaml_value(value)] for key, value in settings.items()]
     params_rows += [
         ["`seed`", _yaml_value(params["seed"])],
@@ -162,7 +252,7 @@ def model_card(
         else ""
     )
     sections = [
-        f"# Model card: {spec.name} classifier (`{settings['model']}`)",
+        f"# Model card: {dataset} classifier (`{settings['model']}`)",
         "Written by the pipeline's export stage (`stages/export.py`); every figure below "
         "is one it measured.",
         "## Model",
@@ -171,16 +261,14 @@ def model_card(
         f"with {settings['optimizer']} (learning rate {settings['learning_rate']}, "
         f"{settings['lr_schedule']} schedule), batch {settings['batch_size']}.\n"
         "- Files: `saved_model/` (TensorFlow SavedModel, signature `serving_default`: "
-        "`images`, uint8 of shape (N, 28, 28), raw pixels; returns the probabilities of "
-        "the 10 classes, scaling and softmax inside the graph), `model.keras` (the trained "
-        "Keras model; load with `safe_mode=True`), `classes.json` (class names by index).\n"
-        "- Classes, by output index: "
-        + ", ".join(f"{index} {name}" for index, name in enumerate(class_names))
-        + ".",
+        f"`images`, {_input_line(info)}; returns the probabilities of "
+        f"the {len(class_names)} classes, scaling and softmax inside the graph), `model.keras` "
+        "(the trained Keras model; load with `safe_mode=True`), `classes.json` (class names "
+        "by index, image shape).\n"
+        "- Classes, by output index: " + _classes_line(class_names),
         "## Data",
-        f"{description}. Each file was verified by the SHA-256 of its decompressed "
-        "content before use:",
-        _table(["file", "SHA-256"], checksum_rows),
+        *_data_description(dataset, info, params),
+        *_data_report_section(data_summary),
         f"Validation: a seeded {params['preprocess']['val_split']:.0%} of the training set. "
         f"Prepared data (`data/prepared/`) SHA-256: `{lineage['data_sha256']}`.{limit_note}",
         "## Training params",
@@ -208,16 +296,24 @@ def model_card(
         "- TensorFlow's kernels: "
         + _kernels_line(lineage.get("onednn_kernels"), lineage.get("portable_kernels")),
         "## Intended use",
-        f"Classifying images like the dataset's own ({description}) into its ten classes: "
-        "teaching, benchmarking training pipelines, and as a baseline for such work. "
-        "`python -m mnistpipe.predict` turns other pictures into that form (28x28 "
-        "grayscale, light on dark) before asking the model.",
+        f"Classifying images like the dataset's own ({description}) into its "
+        f"{_count_words(len(class_names))} classes"
+        + (
+            ": teaching, benchmarking training pipelines, and as a baseline for such work. "
+            "`python -m mnistpipe.predict` turns other pictures into that form (28x28 "
+            "grayscale, light on dark) before asking the model."
+            if built_in
+            else ". `python -m mnistpipe.predict` converts other pictures as preprocess "
+            f"converted the training images ({_image_words(info)}, proportions kept, black "
+            "padding) before asking the model."
+        ),
         "## Limits",
         "\n".join(
             [
                 f"- {_most_confused(per_class, class_names)}; see the confusion matrix "
                 "in `plots/images/confusion_matrix.png`.",
-                "- Every input gets one of the ten classes, whatever it shows: there is no "
+                f"- Every input gets one of the {_count_words(len(class_names))} classes, "
+                "whatever it shows: there is no "
                 '"none of these" answer, and a high probability is no proof that the image '
                 "belongs to the dataset's world.",
                 "- Photos that do not look like the dataset (cluttered backgrounds, several "

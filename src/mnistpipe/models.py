@@ -1,4 +1,9 @@
-"""The model presets. Every model maps (N, 28, 28, 1) float32 images to 10 logits.
+"""The model presets. Every model maps (N, H, W, C) float32 images to one logit a class.
+
+The input shape and the class count are the prepared data's (``dataset.json``,
+mnistpipe.dataset_info): 28x28x1 and ten classes for the built-in datasets,
+anything from 8x8 to a few hundred pixels a side, 1 or 3 channels and 2 to
+thousands of classes for a folder of one's own images.
 
 - ``mlp``: the Fashion-MNIST basic classification tutorial's model.
 - ``quickstart_cnn``: the TF2 quickstart's subclassed model.
@@ -16,25 +21,51 @@ import keras
 import numpy as np
 from keras import layers
 
-from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import atomic_path
 
-INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 # The last layer computes in float32 even under mixed precision (Keras' advice):
 # float16 logits would lose precision in the softmax, and the model's outputs
 # keep one dtype whatever the policy.
 LOGITS_DTYPE = "float32"
 
 
-def build_mlp(dropout_rate: float) -> keras.Model:
+# The largest grid each preset's Flatten → Dense(128) head sees: its grid at 28x28.
+# A larger image is average-pooled down to it first (``_head_pooling``), so a
+# 256x256 photo gives a model of the Fashion-MNIST model's size, not one whose
+# Dense layer alone holds hundreds of millions of weights; at 28x28 and below
+# no pooling layer is added, and the built-in datasets' models stay as they were.
+HEAD_GRIDS = {
+    "mlp": (28, 28),
+    "quickstart_cnn": (26, 26),
+    "convnet": (3, 3),
+    "strided_cnn": (7, 7),
+}
+
+
+def _head_pooling(grid: tuple[int, int], preset: str) -> tuple[int, int] | None:
+    """The pool size that brings a (height, width) ``grid`` within the preset's head grid."""
+    pool = tuple(-(-side // limit) for side, limit in zip(grid, HEAD_GRIDS[preset], strict=True))
+    return None if pool == (1, 1) else pool
+
+
+def _pooled_for_head(x, preset: str):
+    pool = _head_pooling(tuple(x.shape[1:3]), preset)
+    # "same" padding: a side that the pool does not divide keeps its last pixels.
+    return x if pool is None else layers.AveragePooling2D(pool, padding="same")(x)
+
+
+def build_mlp(input_shape: tuple[int, int, int], classes: int, dropout_rate: float) -> keras.Model:
+    pool = _head_pooling(input_shape[:2], "mlp")
     return keras.Sequential(
         [
-            keras.Input(shape=INPUT_SHAPE),
+            keras.Input(shape=input_shape),
+            # An image larger than 28x28 is scaled down (averaged) to at most 28x28 first.
+            *([layers.AveragePooling2D(pool, padding="same")] if pool else []),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dropout(dropout_rate),
-            layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE),
+            layers.Dense(classes, dtype=LOGITS_DTYPE),
         ],
         name="mlp",
     )
@@ -44,27 +75,51 @@ def build_mlp(dropout_rate: float) -> keras.Model:
 # can rebuild it without running arbitrary code.
 @keras.saving.register_keras_serializable(package="mnistpipe")
 class QuickstartModel(keras.Model):
-    """The quickstart's subclassed model: Conv2D(32, 3) → Flatten → Dense(128) → Dense(10)."""
+    """The quickstart's subclassed model: Conv2D(32, 3) → Flatten → Dense(128) → Dense(classes).
 
-    def __init__(self, **kwargs):
+    ``pool_size`` (HEAD_GRIDS) average-pools the convolution's output before
+    Flatten for images larger than 28x28; None, the quickstart's own model.
+    """
+
+    def __init__(self, classes: int = 10, pool_size=None, **kwargs):
         super().__init__(**kwargs)
+        # Kept for get_config; a file saved before these existed loads with the defaults.
+        self.classes = classes
+        self.pool_size = None if pool_size is None else tuple(pool_size)
         self.conv1 = layers.Conv2D(32, 3, activation="relu")
+        self.pool = (
+            None
+            if self.pool_size is None
+            else layers.AveragePooling2D(self.pool_size, padding="same")
+        )
         self.flatten = layers.Flatten()
         self.d1 = layers.Dense(128, activation="relu")
-        self.d2 = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)
+        self.d2 = layers.Dense(classes, dtype=LOGITS_DTYPE)
 
     def call(self, x):
         x = self.conv1(x)
+        if self.pool is not None:
+            x = self.pool(x)
         x = self.flatten(x)
         x = self.d1(x)
         return self.d2(x)
 
+    def get_config(self):
+        config = {**super().get_config(), "classes": self.classes}
+        if self.pool_size is not None:
+            config["pool_size"] = list(self.pool_size)
+        return config
 
-def build_quickstart_cnn() -> keras.Model:
-    model = QuickstartModel(name="quickstart_cnn")
+
+def build_quickstart_cnn(input_shape: tuple[int, int, int], classes: int) -> keras.Model:
+    # The 3x3 convolution without padding takes 2 pixels off each side.
+    grid = (input_shape[0] - 2, input_shape[1] - 2)
+    model = QuickstartModel(
+        classes=classes, pool_size=_head_pooling(grid, "quickstart_cnn"), name="quickstart_cnn"
+    )
     # Subclassed models create their weights on the first call; build now so
     # that summaries, weight counts and saving work before training.
-    model(keras.ops.zeros((1, *INPUT_SHAPE)))
+    model(keras.ops.zeros((1, *input_shape)))
     return model
 
 
@@ -77,23 +132,26 @@ def probabilities(logits) -> np.ndarray:
 # (evaluate.test_time_augmentation): each maps an input batch to its views.
 TEST_TIME_AUGMENTATIONS = {
     "none": None,
-    # Width is axis 2 of (N, 28, 28, 1): the same mirror as the flip augmentation.
+    # Width is axis 2 of (N, H, W, C): the same mirror as the flip augmentation.
     "flip": lambda images: [images, keras.ops.flip(images, axis=2)],
 }
 
 
-def with_test_time_augmentation(model: keras.Model, augmentation: str) -> keras.Model:
+def with_test_time_augmentation(
+    model: keras.Model, augmentation: str, input_shape: tuple[int, int, int]
+) -> keras.Model:
     """``model`` scoring each image as the mean of its views' class probabilities.
 
     The result still outputs logits (the log of the mean probabilities), so
     that softmax, argmax and the loss treat it as any model; "none" returns
     ``model`` itself. The views are whole-batch ops inside the graph, so a
     SavedModel exported from the result does the averaging for its clients.
+    ``input_shape`` is the model's (H, W, C), the prepared data's.
     """
     views = TEST_TIME_AUGMENTATIONS[augmentation]
     if views is None:
         return model
-    inputs = keras.Input(shape=INPUT_SHAPE)
+    inputs = keras.Input(shape=input_shape)
     log_probabilities = [keras.ops.log_softmax(model(view)) for view in views(inputs)]
     # log(mean(p)) computed as logsumexp(log p) - log(count): a probability
     # that underflows to 0 in one view gives no log(0) = -inf.
@@ -113,22 +171,25 @@ def _conv_block(x, filters: int, strides: int = 1):
     return layers.Activation("relu")(x)
 
 
-def build_convnet(dropout_rate: float) -> keras.Model:
-    inputs = keras.Input(shape=INPUT_SHAPE)
+def build_convnet(
+    input_shape: tuple[int, int, int], classes: int, dropout_rate: float
+) -> keras.Model:
+    inputs = keras.Input(shape=input_shape)
     x = inputs
     # Three Conv-BatchNorm blocks, each halving the resolution: 28 → 14 → 7 → 3.
     for filters in (32, 64, 128):
         x = _conv_block(x, filters)
         x = layers.MaxPooling2D()(x)
+    x = _pooled_for_head(x, "convnet")
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout_rate)(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(dropout_rate)(x)
-    outputs = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)(x)
+    outputs = layers.Dense(classes, dtype=LOGITS_DTYPE)(x)
     return keras.Model(inputs, outputs, name="convnet")
 
 
-def build_strided_cnn() -> keras.Model:
+def build_strided_cnn(input_shape: tuple[int, int, int], classes: int) -> keras.Model:
     """Two stride-2 Conv-BatchNorm blocks (28 → 14 → 7), then the quickstart's head.
 
     Built for the tutorial's accuracy soonest on a CPU: the strides do the
@@ -136,40 +197,79 @@ def build_strided_cnn() -> keras.Model:
     Dense layer alone is 2.8 M multiply-adds an image; here the whole model is
     1.4 M), and BatchNorm lets the rate be high from the first step.
     """
-    inputs = keras.Input(shape=INPUT_SHAPE)
+    inputs = keras.Input(shape=input_shape)
     x = inputs
     for filters in (32, 64):
         x = _conv_block(x, filters, strides=2)
+    x = _pooled_for_head(x, "strided_cnn")
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
-    outputs = layers.Dense(NUM_CLASSES, dtype=LOGITS_DTYPE)(x)
+    outputs = layers.Dense(classes, dtype=LOGITS_DTYPE)(x)
     return keras.Model(inputs, outputs, name="strided_cnn")
 
 
-# The presets params.MODELS names (checked when the params are loaded).
+# The presets params.MODELS names (checked when the params are loaded), each
+# from (input shape (H, W, C), class count, dropout rate).
 PRESETS = {
     "convnet": build_convnet,
     "mlp": build_mlp,
-    "quickstart_cnn": lambda dropout_rate: build_quickstart_cnn(),
-    "strided_cnn": lambda dropout_rate: build_strided_cnn(),
+    "quickstart_cnn": lambda input_shape, classes, dropout_rate: build_quickstart_cnn(
+        input_shape, classes
+    ),
+    "strided_cnn": lambda input_shape, classes, dropout_rate: build_strided_cnn(
+        input_shape, classes
+    ),
+}
+
+# The smallest side, in pixels, each preset takes, and why: below it a layer
+# would be left with no pixels (the others shrink to 1 pixel and stop there).
+SMALLEST_SIDES = {
+    "convnet": (8, "its three 2x2 max-poolings halve the image to 1 pixel at 8"),
+    "quickstart_cnn": (3, "its 3x3 convolution without padding needs 3"),
 }
 
 
-def build_model(name: str, dropout_rate: float, dtype_policy: str = "float32") -> keras.Model:
-    """The preset ``name``, its layers computing under the Keras ``dtype_policy``."""
+def check_input_fits(name: str, input_shape: tuple[int, int, int]) -> None:
+    """Refuse, in one line, an image size the preset ``name`` cannot take."""
+    height, width, _ = input_shape
+    smallest, reason = SMALLEST_SIDES.get(name, (1, ""))
+    if min(height, width) < smallest:
+        others = ", ".join(
+            other
+            for other in sorted(PRESETS)
+            if min(height, width) >= SMALLEST_SIDES.get(other, (1, ""))[0]
+        )
+        raise PipelineError(
+            f"train.model {name} cannot take images of {height}x{width} pixels (the prepared "
+            f"data's image_shape): {reason}; expected images of at least {smallest}x{smallest} "
+            f"(folder.image_size) or another train.model ({others})"
+        )
+
+
+def build_model(
+    name: str,
+    dropout_rate: float,
+    dtype_policy: str = "float32",
+    *,
+    input_shape: tuple[int, int, int],
+    classes: int,
+) -> keras.Model:
+    """The preset ``name`` for (H, W, C) images and ``classes`` classes, under ``dtype_policy``.
+
+    ``input_shape`` and ``classes`` are the prepared data's (dataset_info.read_info).
+    """
+    check_input_fits(name, tuple(input_shape))
     # Layers take the policy in force when they are made; restore it afterwards
     # so that models built later in this process are not affected.
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy)
     try:
-        return PRESETS[name](dropout_rate)
+        return PRESETS[name](tuple(input_shape), classes, dropout_rate)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def load_model(
-    path, input_shape: tuple[int, ...] = INPUT_SHAPE, classes: int = NUM_CLASSES
-) -> keras.Model:
+def load_model(path, input_shape: tuple[int, int, int], classes: int) -> keras.Model:
     """Load a ``.keras`` model with ``safe_mode=True``: no Lambda layers, no pickled code.
 
     The model must map images of ``input_shape`` to ``classes`` logits, the

@@ -48,8 +48,9 @@ def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
 def make_loss(reduction="sum_over_batch_size", label_smoothing: float = 0.0) -> keras.losses.Loss:
     """Cross-entropy of integer labels against the models' logits.
 
-    ``label_smoothing`` s trains towards 1 - s + s/10 for the true class and s/10
-    for each other one (train.label_smoothing); 0 is plain cross-entropy.
+    ``label_smoothing`` s trains towards 1 - s + s/K for the true class and s/K
+    for each other one, K the class count (s/10 for the built-in datasets;
+    train.label_smoothing); 0 is plain cross-entropy.
     """
     if label_smoothing:
         return SmoothedSparseCrossentropy(label_smoothing, reduction=reduction)

@@ -1,7 +1,10 @@
 """The exported SavedModel: raw uint8 images in, class probabilities out.
 
 Scaling and softmax live inside the serving graph, so a client sends the
-dataset's own pixels and never repeats the preprocessing.
+dataset's own pixels and never repeats the preprocessing. The images are
+shaped as NumPy and Pillow hold pictures: (N, H, W) for grayscale data, as the
+built-in datasets' IDX files give them (and as clients of the 28x28 exports
+have always sent them), (N, H, W, 3) for RGB data.
 """
 
 import hashlib
@@ -13,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 
-from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError
 from mnistpipe.models import probabilities
 
@@ -23,8 +25,21 @@ PARITY_TOLERANCE = 1e-5
 _BATCH = 1000
 
 
-def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> None:
-    """Write ``model`` with a serving signature taking uint8 images shaped (N, 28, 28).
+def served_shape(image_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """One image's shape as the signature takes it: (H, W) for grayscale, (H, W, 3) for RGB."""
+    height, width, channels = image_shape
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+def export_saved_model(
+    model: keras.Model,
+    directory: str | os.PathLike,
+    image_shape: tuple[int, int, int] | None = None,
+) -> None:
+    """Write ``model`` with a serving signature taking uint8 images, (N, H, W) or (N, H, W, 3).
+
+    ``image_shape`` is the model's (H, W, C), the prepared data's; None reads it
+    from the model's own input (a functional or sequential model has one).
 
     The same model gives the same bytes. Keras' ``ExportArchive`` lists the
     variables in the order TensorFlow's identity set yields them (memory
@@ -34,14 +49,22 @@ def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> None
     ``fingerprint.pb`` by one derived from the SavedModel's own hashes.
     """
 
+    if image_shape is None:
+        image_shape = tuple(model.input_shape[1:])
+    grayscale = image_shape[2] == 1
+
     @tf.function(
-        input_signature=[tf.TensorSpec((None, IMAGE_SIDE, IMAGE_SIDE), tf.uint8, name="images")]
+        input_signature=[
+            tf.TensorSpec((None, *served_shape(image_shape)), tf.uint8, name="images")
+        ]
     )
     def serve(images):
         # The same float32 division the preprocess stage does, so scores match exactly.
         scaled = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
+        if grayscale:
+            scaled = scaled[..., tf.newaxis]
         # A named output: a client reads outputs["probabilities"], not TensorFlow's "output_0".
-        return {OUTPUT: tf.nn.softmax(model(scaled[..., tf.newaxis], training=False))}
+        return {OUTPUT: tf.nn.softmax(model(scaled, training=False))}
 
     concrete = serve.get_concrete_function()
     used = {id(variable) for variable in concrete.variables}
@@ -72,8 +95,15 @@ def load_serving_function(directory: str | os.PathLike):
     except (OSError, ValueError) as error:
         raise PipelineError(f"cannot load SavedModel {directory}: {error}") from None
     signature = loaded.signatures[SIGNATURE]
+    # (H, W) or (H, W, 3): what one image is to this export.
+    image_shape = tuple(signature.structured_input_signature[1]["images"].shape[1:])
 
     def probabilities(images: np.ndarray) -> np.ndarray:
+        """Probabilities of uint8 images, as the signature takes them or with a channel axis."""
+        images = np.asarray(images)
+        if images.shape[1:] == (*image_shape, 1):
+            # (N, H, W, 1), as pictures.load_picture and the prepared data hold gray images.
+            images = images[..., 0]
         outputs = signature(images=tf.constant(images, dtype=tf.uint8))
         # Exports made before the output was named have only TensorFlow's "output_0".
         output = outputs[OUTPUT] if OUTPUT in outputs else next(iter(outputs.values()))
@@ -81,6 +111,7 @@ def load_serving_function(directory: str | os.PathLike):
 
     # Keep the loaded object alive as long as the function is used.
     probabilities.loaded = loaded
+    probabilities.image_shape = image_shape
     return probabilities
 
 
@@ -97,6 +128,8 @@ def parity(
     scaled_images: np.ndarray,
 ) -> dict:
     """Compare the SavedModel on raw images with the trained model on preprocessed ones.
+
+    ``raw_images`` are uint8, (N, H, W, C) or as the signature takes them.
 
     Returns the figures; raises ``PipelineError`` unless every argmax agrees and
     no probability differs by more than ``PARITY_TOLERANCE``.

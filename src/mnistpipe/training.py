@@ -10,11 +10,15 @@ import tensorflow as tf
 
 from mnistpipe.checkpoint import Checkpoint, fingerprint
 from mnistpipe.data import Examples
+from mnistpipe.dataset_info import DatasetInfo
 from mnistpipe.distribute import shard_by_data
 from mnistpipe.input_pipeline import as_examples, make_datasets, skip_epochs
 from mnistpipe.loops import HISTORY_KEYS, ITERATORS_PER_EPOCH, log_epoch, train
 from mnistpipe.models import build_model
 from mnistpipe.recipe import dtype_policy, optimizer_from_settings
+
+# Fashion-MNIST's and MNIST's class count: what arrays without a dataset.json hold.
+BUILT_IN_CLASSES = 10
 
 
 def train_from_params(
@@ -26,6 +30,7 @@ def train_from_params(
     checkpoint_path=None,
     strategy=None,
     live=None,
+    info: DatasetInfo | None = None,
 ):
     """Build what the params' ``train`` section names, train it, return (model, history).
 
@@ -42,8 +47,18 @@ def train_from_params(
     ``live``, a dvclive Live, logs every epoch as it ends; a resumed run first
     logs the checkpoint's epochs again, so its dvclive files end as an
     uninterrupted run's.
+    ``info`` (dataset_info.read_info, the train stage passes the prepared
+    data's) gives the model its input shape and class count; None takes the
+    shape from the training data and the built-in datasets' ten classes, for
+    the benchmark's and the tests' arrays.
     """
     train_split, val_split = as_examples(train_split), as_examples(val_split)
+    input_shape = (
+        info.image_shape
+        if info is not None
+        else tuple(int(side) for side in train_split.dataset.element_spec[0].shape)
+    )
+    classes = info.num_classes if info is not None else BUILT_IN_CLASSES
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         train_dataset, val_dataset = make_datasets(
@@ -57,7 +72,11 @@ def train_from_params(
         )
         train_dataset, val_dataset = shard_by_data(train_dataset), shard_by_data(val_dataset)
         model = build_model(
-            settings["model"], settings["dropout"], dtype_policy(settings["mixed_precision"])
+            settings["model"],
+            settings["dropout"],
+            dtype_policy(settings["mixed_precision"]),
+            input_shape=input_shape,
+            classes=classes,
         )
         steps_per_epoch = -(-train_split.count // settings["batch_size"])
         optimizer = optimizer_from_settings(settings, steps_per_epoch)
