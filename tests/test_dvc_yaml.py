@@ -64,6 +64,7 @@ def test_metrics_are_kept_in_git_and_declared_at_the_top_level(stages):
     document = yaml.safe_load((REPOSITORY / "dvc.yaml").read_text())
     metrics = set(document["metrics"])
     assert metrics == {
+        "metrics/data.json",
         "dvclive/metrics.json",
         "metrics/train.json",
         "metrics/evaluate.json",
