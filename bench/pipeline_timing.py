@@ -22,6 +22,8 @@ PROJECT_FILES = (
     ".dvcignore",
     # The train stage's lineage records its hash, and dvc.yaml lists it as a dep.
     "uv.lock",
+    # preprocess depends on the image folder's place (dataset: folder) in every run.
+    "data/images/README.md",
 )
 
 

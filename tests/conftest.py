@@ -232,6 +232,8 @@ PROJECT_FILES = (
     ".dvcignore",
     "Makefile",
     ".gitignore",
+    # The image folder's place (dataset: folder): preprocess depends on it in every run.
+    "data/images/README.md",
 )
 
 

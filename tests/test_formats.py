@@ -120,9 +120,10 @@ def test_switching_format_leaves_no_file_of_the_other(prepared, tmp_path):
     output = tmp_path / "prepared"
     prepare(raw, output, 0.2, 0, seed=9, storage_format="tfrecord", shard_size=1000)
     prepare(raw, output, 0.2, 0, seed=9, storage_format="npy")
-    # The six arrays and the record of their source, nothing of the shards.
+    # The six arrays, the record of their source and dataset.json, nothing of the shards.
     assert sorted(path.name for path in output.iterdir() if path.suffix != ".npy") == [
-        "source.json"
+        "dataset.json",
+        "source.json",
     ]
     assert len(list(output.glob("*.npy"))) == 6
 

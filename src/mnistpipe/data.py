@@ -127,6 +127,20 @@ def prepare(
             )
             _write_source_record(directory, source)
             return sizes
+    arrays = raw_splits(raw_directory, val_split, limit, seed)
+    # One directory swap: switching formats leaves no file of the other behind.
+    with atomic_directory(output_directory) as directory:
+        for split, (images, labels) in arrays.items():
+            save_array(directory / f"{split}_images.npy", scale_images(images))
+            save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
+        _write_source_record(directory, source)
+    return {split: len(labels) for split, (_, labels) in arrays.items()}
+
+
+def raw_splits(
+    raw_directory: str | os.PathLike, val_split: float, limit: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split → (uint8 images, uint8 labels) of a built-in dataset, as ``prepare`` splits it."""
     train_images, train_labels = read_raw(raw_directory, "train")
     test_images, test_labels = read_raw(raw_directory, "test")
     if limit > len(train_labels):
@@ -141,18 +155,11 @@ def prepare(
     train_images, train_labels, val_images, val_labels = split_validation(
         train_images, train_labels, val_split, seed
     )
-    arrays = {
+    return {
         "train": (train_images, train_labels),
         "val": (val_images, val_labels),
         "test": (test_images, test_labels),
     }
-    # One directory swap: switching formats leaves no file of the other behind.
-    with atomic_directory(output_directory) as directory:
-        for split, (images, labels) in arrays.items():
-            save_array(directory / f"{split}_images.npy", scale_images(images))
-            save_array(directory / f"{split}_labels.npy", labels.astype(np.int64))
-        _write_source_record(directory, source)
-    return {split: len(labels) for split, (_, labels) in arrays.items()}
 
 
 def _source_record(raw_directory: Path, dataset: str | None) -> dict:
@@ -185,8 +192,8 @@ def _write_source_record(directory: Path, source: dict) -> None:
         stream.write("\n")
     dataset = DATASETS.get(source["dataset"])
     # Raw files of no named dataset (tests' synthetic ones) still hold ten classes.
-    class_names = dataset.class_names if dataset else tuple(str(n) for n in range(NUM_CLASSES))
-    write_info(directory, DatasetInfo(class_names, (IMAGE_SIDE, IMAGE_SIDE, 1)))
+    class_names = dataset.class_names if dataset else BUILT_IN_INFO.class_names
+    write_info(directory, DatasetInfo(class_names, BUILT_IN_INFO.image_shape))
 
 
 def check_source(directory: str | os.PathLike, dataset: str) -> None:
@@ -386,18 +393,15 @@ def load_split(
                 f"writes; {REBUILD}"
             ) from None
     images, labels = arrays
-    # What preprocess writes (dataset.json says the shape and classes; the built-in
-    # 28x28x1 and ten before it existed); anything else would fail deep inside TensorFlow.
-    info_path = Path(directory) / INFO_FILE
-    shape, classes = (IMAGE_SIDE, IMAGE_SIDE, 1), NUM_CLASSES
-    if info_path.exists():
-        info = read_info(directory)
-        shape, classes = info.image_shape, info.num_classes
-    expected_images = f"float32 images of shape (N, {', '.join(map(str, shape))})"
+    info = prepared_info(directory)
+    # What preprocess writes; anything else would fail deep inside TensorFlow.
+    shape = info.image_shape
+    expected_images = f"float32 images of shape (N, {shape[0]}, {shape[1]}, {shape[2]})"
     if images.dtype != np.float32 or images.shape[1:] != shape:
         raise PipelineError(
             f"{Path(directory) / f'{split}_images.npy'} holds {images.dtype} of shape "
-            f"{images.shape}; expected {expected_images}; rerun the preprocess stage"
+            f"{images.shape}; expected {expected_images} (as {INFO_FILE} says); "
+            "rerun the preprocess stage"
         )
     if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
         raise PipelineError(
@@ -405,9 +409,22 @@ def load_split(
             f"{labels.shape}; expected int64 of shape ({len(images)},), one label an image; "
             "rerun the preprocess stage"
         )
-    if labels.size and not (labels.min() >= 0 and labels.max() < classes):
+    if labels.size and not (labels.min() >= 0 and labels.max() < info.num_classes):
         raise PipelineError(
             f"{Path(directory) / f'{split}_labels.npy'} holds labels from {labels.min()} to "
-            f"{labels.max()}; expected labels 0-{classes - 1}; {REBUILD}"
+            f"{labels.max()}; expected labels 0-{info.num_classes - 1}; {REBUILD}"
         )
     return images, labels
+
+
+# What prepared data written before dataset.json existed holds: a built-in dataset.
+BUILT_IN_INFO = DatasetInfo(
+    tuple(str(number) for number in range(NUM_CLASSES)), (IMAGE_SIDE, IMAGE_SIDE, 1)
+)
+
+
+def prepared_info(directory: str | os.PathLike) -> DatasetInfo:
+    """The prepared data's class names and image shape, from its ``dataset.json``."""
+    if not (Path(directory) / INFO_FILE).exists():
+        return BUILT_IN_INFO
+    return read_info(directory)

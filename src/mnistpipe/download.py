@@ -90,9 +90,16 @@ def _open_url(url: str):
 
 
 def _copy_verified(
-    stream, size: int | None, target: Path, expected_sha256: str, label: str, progress: bool
+    stream,
+    size: int | None,
+    target: Path,
+    expected_sha256: str,
+    label: str,
+    progress: bool,
+    decompress: bool = True,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> None:
-    """Copy ``stream`` (gzip or plain IDX) to ``target`` decompressed, checking its SHA-256."""
+    """Copy ``stream`` to ``target`` (gunzipped if ``decompress``), checking its SHA-256."""
     digest = hashlib.sha256()
     decompressor = None
     started, received, written = time.monotonic(), 0, 0
@@ -118,7 +125,7 @@ def _copy_verified(
             bar.update(len(chunk))
             if first:
                 first = False
-                if chunk.startswith(b"\x1f\x8b"):
+                if decompress and chunk.startswith(b"\x1f\x8b"):
                     decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
             if decompressor is not None:
                 try:
@@ -126,10 +133,8 @@ def _copy_verified(
                 except zlib.error as error:
                     raise SourceFailed(f"not a valid gzip stream: {error}") from None
             written += len(chunk)
-            if written > MAX_FILE_BYTES:
-                raise SourceFailed(
-                    f"sent more than {MAX_FILE_BYTES:,} bytes; expected an IDX file"
-                )
+            if written > max_bytes:
+                raise SourceFailed(f"sent more than {max_bytes:,} bytes; expected less")
             digest.update(chunk)
             output.write(chunk)
     if decompressor is not None and not decompressor.eof:
@@ -222,3 +227,48 @@ def download_dataset(
             else:
                 leftover.unlink()
     return served_by
+
+
+# An archive of images may be far larger than an IDX file.
+MAX_ARCHIVE_BYTES = 256 << 30
+
+
+def fetch_archive(url: str, expected_sha256: str, target: Path, progress: bool = True) -> str:
+    """Put the archive at ``url`` (http, https or file) at ``target``, verified by its SHA-256.
+
+    The bytes are checked as they are, not decompressed: the SHA-256 is the one
+    ``sha256sum`` gives for the archive file. Transient failures are retried as
+    fetch_file retries them. Returns ``url``; raises ``PipelineError`` with the reason.
+    """
+    if "://" not in url:
+        # A local archive file, named by its path.
+        url = Path(url).resolve().as_uri()
+    attempts = ATTEMPTS_PER_URL if is_url(url) else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with atomic_path(target) as temporary:
+                stream, size = _open_url(url)
+                with stream:
+                    _copy_verified(
+                        stream,
+                        size,
+                        temporary,
+                        expected_sha256,
+                        target.name,
+                        progress and is_url(url),
+                        decompress=False,
+                        max_bytes=MAX_ARCHIVE_BYTES,
+                    )
+            return url
+        except _Transient as reason:
+            if attempt == attempts:
+                failure = f"{reason} (after {attempts} attempts)"
+                break
+            time.sleep(RETRY_PAUSE_SECONDS * attempt)
+        except SourceFailed as reason:
+            failure = str(reason)
+            break
+    raise PipelineError(
+        f"cannot fetch folder.path {url}: {failure}; expected the archive whose SHA-256 is "
+        "folder.sha256"
+    )

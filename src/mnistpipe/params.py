@@ -25,6 +25,17 @@ FORMATS = ("npy", "tfrecord")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "flip")
 TEST_TIME_AUGMENTATIONS = ("none", "flip")
+# The built-in datasets, or a labelled image folder of one's own (the ``folder`` section).
+FOLDER = "folder"
+DATASET_CHOICES = (*DATASETS, FOLDER)
+# What preprocess does with an image it cannot read: stop with one line, or skip it
+# and record it in the data report.
+ON_UNREADABLE = ("stop", "skip")
+# The archives ``folder.path`` may name, by how their name ends.
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+URL_SCHEMES = ("http", "https", "file")
+# The largest image side a model is fed: 4096 x 4096 x 3 bytes is 48 MiB an image.
+MAX_IMAGE_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,71 @@ class Sources:
 
 
 @dataclass(frozen=True)
+class FolderPath:
+    """A directory, an archive file, or an http(s)/file URL of a .zip or .tar.gz."""
+
+    def check(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _type_error(key, value, "a directory, or a URL of a .zip or .tar.gz")
+        if "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in URL_SCHEMES:
+                raise PipelineError(
+                    f"{key} is {shown(value)}; expected a directory or an http://, https:// "
+                    "or file:// URL"
+                )
+            if not is_archive(value):
+                raise PipelineError(
+                    f"{key} is {shown(value)}; expected a URL of a "
+                    f"{' or '.join(ARCHIVE_SUFFIXES)} archive"
+                )
+        return value
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A SHA-256 as 64 hexadecimal digits, or "" for none."""
+
+    def check(self, key: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str) or not re.fullmatch(r"([0-9a-fA-F]{64})?", value):
+            raise PipelineError(
+                f'{key} is {shown(value)}; expected 64 hexadecimal digits (a SHA-256) or ""'
+            )
+        return value.lower()
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """[height, width] in pixels."""
+
+    def check(self, key: str, value: Any) -> list[int]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise _type_error(key, value, "[height, width], two integers")
+        side = Integer(minimum=1, maximum=MAX_IMAGE_SIDE)
+        return [side.check(f"{key}[{index}]", item) for index, item in enumerate(value)]
+
+
+@dataclass(frozen=True)
+class Channels:
+    def check(self, key: str, value: Any) -> int:
+        if isinstance(value, bool) or value not in (1, 3):
+            raise PipelineError(f"{key} is {shown(value)}; expected 1 (grayscale) or 3 (RGB)")
+        return value
+
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def is_archive(path: str) -> bool:
+    """Whether ``folder.path`` names an archive (a URL or a file) rather than a directory."""
+    name = path.split("?", 1)[0].lower() if is_url(path) else path.lower()
+    return name.endswith(ARCHIVE_SUFFIXES)
+
+
+@dataclass(frozen=True)
 class Tolerances:
     """Metric name (``evaluate.accuracy``) → how much it may get worse, a number >= 0."""
 
@@ -136,9 +212,17 @@ class Tolerances:
 SCHEMA: dict[str, Any] = {
     # NumPy's and Keras' seeds are 32-bit.
     "seed": Integer(minimum=0, maximum=2**32 - 1),
-    "dataset": Choice(tuple(DATASETS)),
+    "dataset": Choice(DATASET_CHOICES),
     "download": {
         "mirrors": Sources(),
+    },
+    "folder": {
+        "path": FolderPath(),
+        "sha256": Checksum(),
+        "image_size": ImageSize(),
+        "channels": Channels(),
+        "test_split": Number(0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True),
+        "on_unreadable": Choice(ON_UNREADABLE),
     },
     "preprocess": {
         "val_split": Number(0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True),
@@ -233,8 +317,23 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
 def check_params(values: Any, source: str) -> dict[str, Any]:
     """``values`` (as YAML read them from ``source``) checked as load_params checks a file."""
     params = _check_section(values, SCHEMA, "", source)
+    check_folder_settings(params["folder"])
     check_train_settings(params["train"])
     return params
+
+
+def check_folder_settings(settings: dict) -> None:
+    """An archive is verified by its SHA-256; a directory has none (DVC hashes its files)."""
+    if is_archive(settings["path"]) and not settings["sha256"]:
+        raise PipelineError(
+            f"folder.sha256 is empty but folder.path {shown(settings['path'])} is an archive; "
+            "expected its SHA-256 (sha256sum FILE), so that it is verified before unpacking"
+        )
+    if not is_archive(settings["path"]) and settings["sha256"]:
+        raise PipelineError(
+            f"folder.sha256 is set but folder.path {shown(settings['path'])} is a directory; "
+            'expected "" (DVC hashes a directory\'s files itself: dvc add it)'
+        )
 
 
 def check_train_settings(settings: dict) -> None:

@@ -26,6 +26,11 @@ EXPORT_METRICS = METRICS / "export.json"
 # `dvc metrics show` stays a short table: per-class figures, and what the model came from.
 CLASS_METRICS = METRICS / "classes.json"
 LINEAGE = METRICS / "lineage.json"
+# The data report of preprocess: a few figures (a metric), and the whole report beside them.
+DATA_METRICS = METRICS / "data.json"
+DATA_REPORT = METRICS / "data_report.json"
+# Where the download stage unpacks an archive of images (folder.path a URL).
+RAW_IMAGES = RAW / "images"
 TRAIN_TIMING = Path("logs/train_timing.json")
 # dvclive's log of the train stage: its metrics.json holds the last epoch's figures, and
 # plots/metrics/{train,eval}/*.tsv one row an epoch, written as each epoch ends.

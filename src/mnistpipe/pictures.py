@@ -112,7 +112,15 @@ def load_picture(
     content: bytes, source: str | os.PathLike, image_size: tuple[int, int], channels: int
 ) -> np.ndarray:
     """The picture file's bytes as uint8 (height, width, channels): what the model is fed."""
+    return read_picture(content, source, image_size, channels)[0]
+
+
+def read_picture(
+    content: bytes, source: str | os.PathLike, image_size: tuple[int, int], channels: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``load_picture``'s pixels, and the (height, width) the picture had (upright) before."""
     height, width = image_size
-    image = fit(to_eight_bit(decode(content, source), channels), height, width)
+    upright = decode(content, source)
+    image = fit(to_eight_bit(upright, channels), height, width)
     pixels = np.asarray(image, dtype=np.uint8)
-    return pixels.reshape(height, width, channels)
+    return pixels.reshape(height, width, channels), (upright.height, upright.width)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mnistpipe.data import REBUILD, TFRECORD_MANIFEST, Examples
-from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
+from mnistpipe.data import REBUILD, TFRECORD_MANIFEST, Examples, prepared_info
+from mnistpipe.dataset_info import INFO_FILE, DatasetInfo
 from mnistpipe.errors import PipelineError, tensorflow_reason
 from mnistpipe.files import atomic_open, sha256_of_file
 
@@ -101,17 +101,23 @@ _FEATURES = {
 }
 
 
-def _parse_example(record):
-    example = tf.io.parse_single_example(record, _FEATURES)
-    pixels = tf.io.decode_raw(example["image"], tf.uint8)
-    # The same float32 division as data.scale_images: the same bits as the npy format.
-    image = tf.cast(tf.reshape(pixels, (IMAGE_SIDE, IMAGE_SIDE, 1)), tf.float32) / 255.0
-    return image, example["label"]
+def _parser(image_shape: tuple[int, int, int]):
+    """A function from a serialized example to (float32 image of ``image_shape``, label)."""
+
+    def parse_example(record):
+        example = tf.io.parse_single_example(record, _FEATURES)
+        pixels = tf.io.decode_raw(example["image"], tf.uint8)
+        # The same float32 division as data.scale_images: the same bits as the npy format.
+        image = tf.cast(tf.reshape(pixels, image_shape), tf.float32) / 255.0
+        return image, example["label"]
+
+    return parse_example
 
 
 def read_examples(directory: Path, split: str) -> Examples:
     """A split's shards, checked against the manifest, as a tf.data.Dataset in order."""
-    entry = _read_manifest(directory / TFRECORD_MANIFEST, split)
+    info = prepared_info(directory)
+    entry = _read_manifest(directory / TFRECORD_MANIFEST, split, info)
     shards = [str(directory / name) for name in entry["shards"]]
     records = tf.data.Dataset.from_tensor_slices(shards).interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type=_COMPRESSION),
@@ -121,7 +127,7 @@ def read_examples(directory: Path, split: str) -> Examples:
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    dataset = records.map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = records.map(_parser(info.image_shape), num_parallel_calls=tf.data.AUTOTUNE)
     # tf.data cannot know how many records files hold; telling it makes Keras run
     # each epoch exactly as over in-memory arrays (and fails loudly if it is wrong).
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(entry["count"]))
@@ -138,7 +144,7 @@ def read_examples(directory: Path, split: str) -> Examples:
 
 
 def read_arrays(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's shards as in-memory arrays: float32 images (N, 28, 28, 1), int64 labels."""
+    """A split's shards as in-memory arrays: float32 images (N, H, W, C), int64 labels."""
     examples = read_examples(directory, split)
     try:
         images, labels = next(iter(examples.dataset.batch(max(1, examples.count))))
@@ -149,7 +155,7 @@ def read_arrays(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images.numpy(), labels.numpy()
 
 
-def _read_manifest(path: Path, split: str) -> dict:
+def _read_manifest(path: Path, split: str, info: DatasetInfo) -> dict:
     manifest_written = "the manifest preprocess writes; rerun the preprocess stage"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -210,12 +216,12 @@ def _read_manifest(path: Path, split: str) -> dict:
                 f"{str(expected)[:12]}...: the shard is damaged; {REBUILD}"
             )
     if shards:
-        _check_first_record(path.parent / shards[0])
+        _check_first_record(path.parent / shards[0], info)
     return {"count": count, "shards": shards, "sha256": checksums}
 
 
-def _check_first_record(shard: Path) -> None:
-    """The shard's first example must be a 28x28 image with a label 0-9: this dataset's kind."""
+def _check_first_record(shard: Path, info: DatasetInfo) -> None:
+    """The shard's first example must be an image of dataset.json's shape with a known label."""
     try:
         for record in tf.data.TFRecordDataset(str(shard), _COMPRESSION).take(1):
             example = tf.io.parse_single_example(record, _FEATURES)
@@ -225,9 +231,10 @@ def _check_first_record(shard: Path) -> None:
             f"cannot read {shard}: {tensorflow_reason(error)}; expected GZIP TFRecord shards of "
             f"tf.train.Example (image, label) as preprocess writes; {REBUILD}"
         ) from None
-    if pixels != IMAGE_SIDE * IMAGE_SIDE or not 0 <= label < NUM_CLASSES:
+    height, width, channels = info.image_shape
+    if pixels != height * width * channels or not 0 <= label < info.num_classes:
         raise PipelineError(
             f"{shard} holds an image of {pixels} bytes with label {label}; expected "
-            f"{IMAGE_SIDE}x{IMAGE_SIDE} = {IMAGE_SIDE * IMAGE_SIDE} bytes and a label 0-"
-            f"{NUM_CLASSES - 1}; {REBUILD}"
+            f"{height}x{width}x{channels} = {height * width * channels} bytes (as {INFO_FILE} "
+            f"says) and a label 0-{info.num_classes - 1}; {REBUILD}"
         )
