@@ -177,7 +177,7 @@ def params_reference(root: Path = REPOSITORY) -> str:
 
 
 def command_help(arguments: tuple[str, ...], root: Path = REPOSITORY) -> str:
-    """What ``python ARGUMENTS --help`` prints, as a user would see it on an 100-column terminal."""
+    """What ``python ARGUMENTS --help`` prints, as a user sees it on a 100-column terminal."""
     environment = {**os.environ, "COLUMNS": "100", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(
         [sys.executable, *arguments, "--help"],
@@ -198,7 +198,8 @@ def command_help(arguments: tuple[str, ...], root: Path = REPOSITORY) -> str:
 def commands_reference(root: Path = REPOSITORY) -> str:
     sections = []
     for typed, arguments in HELP_COMMANDS:
-        sections.append(f"## `{typed}`\n\n```text\n$ {typed} --help\n{command_help(arguments, root)}```\n")
+        help_text = command_help(arguments, root)
+        sections.append(f"## `{typed}`\n\n```text\n$ {typed} --help\n{help_text}```\n")
     return "\n".join(sections)
 
 
