@@ -28,19 +28,22 @@ import yaml
 REPOSITORY = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- generated: (\w+) -->$", re.M)
 
-# (what a user types, the command run to get its help), in the order the page shows them.
-# `python -m mnistpipe.cli` is what the `mnistpipe` script runs; it works without the script
-# on PATH.
-HELP_COMMANDS = (
-    ("mnistpipe", ("-m", "mnistpipe.cli")),
-    *(
-        (f"mnistpipe {name}", ("-m", "mnistpipe.cli", name))
-        for name in ("predict", "gate", "release")
-    ),
-    ("python -m mnistpipe.remote", ("-m", "mnistpipe.remote")),
-    ("python -m mnistpipe.report", ("-m", "mnistpipe.report")),
-    ("python -m bench", ("-m", "bench")),
-)
+# Modules the Makefile runs with `python -m`, beside the `mnistpipe` command.
+MODULES = ("mnistpipe.remote", "mnistpipe.report", "bench")
+
+
+def help_commands() -> list[tuple[str, tuple[str, ...]]]:
+    """(what a user types, the arguments of ``python`` that print its help), in page order.
+
+    ``mnistpipe COMMAND`` for every command of ``cli.COMMANDS``, so that a new one appears
+    here by itself; ``python -m mnistpipe.cli`` is what the ``mnistpipe`` script runs.
+    """
+    from mnistpipe.cli import COMMANDS
+
+    commands = [("mnistpipe", ("-m", "mnistpipe.cli"))]
+    commands += [(f"mnistpipe {name}", ("-m", "mnistpipe.cli", name)) for name in COMMANDS]
+    commands += [(f"python -m {module}", ("-m", module)) for module in MODULES]
+    return commands
 
 
 class ReferenceError(Exception):
@@ -197,7 +200,7 @@ def command_help(arguments: tuple[str, ...], root: Path = REPOSITORY) -> str:
 
 def commands_reference(root: Path = REPOSITORY) -> str:
     sections = []
-    for typed, arguments in HELP_COMMANDS:
+    for typed, arguments in help_commands():
         help_text = command_help(arguments, root)
         sections.append(f"## `{typed}`\n\n```text\n$ {typed} --help\n{help_text}```\n")
     return "\n".join(sections)

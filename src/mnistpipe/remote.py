@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from mnistpipe.commands import run_dvc
-from mnistpipe.errors import PipelineError, standard_output_guarded
+from mnistpipe.errors import PipelineError
+from mnistpipe.interrupts import standard_output_guarded
 
 ACTIONS = {"push": "to", "pull": "from"}
 
