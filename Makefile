@@ -119,7 +119,7 @@ docs-serve: setup ## Serve the documentation site on DOCS_ADDRESS (default 127.0
 	mkdocs serve --strict --dev-addr $(DOCS_ADDRESS)
 
 bench: setup ## Every speed goal against the tutorial's code in one run (SEEDS=3: the default with 3 seeds); bench/results.json
-	mnistpipe bench --seeds $(SEEDS)
+	python -m bench --seeds $(SEEDS)
 
 gate: setup ## Compare the metrics with those at AGAINST (default main); fail if one got worse or below the bar
 	mnistpipe gate --against $(AGAINST)
