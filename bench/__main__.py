@@ -341,7 +341,7 @@ def save(results: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    # A bad argument is one line, as through `mnistpipe bench` (the same mechanism).
+    # A bad argument is one line, as for the `mnistpipe` commands (the same mechanism).
     with one_line_argument_errors("python -m bench"):
         status = main()
     raise SystemExit(status)

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI,
 # AVX-512 BF16, AVX-VNNI or AMX. On plain AVX2 CPUs they are off, yet they train
 # and serve the default convnet faster there, with reruns still identical
-# (README.md, Speed: `mnistpipe bench --only onednn` measures it). Set before
+# (docs/explanation/speed.md: `python -m bench --only onednn` measures it). Set before
 # TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them
 # off, and metrics/lineage.json records which kernels trained a model.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -3,25 +3,22 @@
     mnistpipe predict IMAGE ...      the three likeliest classes of each image
     mnistpipe gate --against REV     the quality gate against a git revision
     mnistpipe release VERSION        register the exported model with GTO
-    mnistpipe bench                  time the tutorial's code against the pipeline
 
 Each subcommand is the module's own ``main(argv)`` (``python -m mnistpipe.predict``
 and ``python -m mnistpipe.gate`` still work); ``mnistpipe COMMAND --help`` shows its
 options. Bad arguments give one ``error:`` line and exit status 2.
+
+The benchmark is no command of the installed package: it lives in the repository's
+``bench/``, beside the tutorial code it measures, and runs as ``python -m bench``
+(``make bench``) from the project's root.
 """
 
 import argparse
 import contextlib
-import importlib
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from mnistpipe.errors import PipelineError
-
-# bench/ is a package of the repository, not of the installed one: `python -m bench`
-# from the project's root, as `make bench` runs it.
-BENCH = Path("bench/__main__.py")
 
 
 def _predict(argv: list[str]) -> int:
@@ -42,22 +39,10 @@ def _release(argv: list[str]) -> int:
     return release.main(argv)
 
 
-def _bench(argv: list[str]) -> int:
-    if not BENCH.is_file():
-        raise PipelineError(
-            f"{BENCH} does not exist in {Path.cwd()}; expected to run mnistpipe bench "
-            "from the project's root"
-        )
-    # What `python -m bench` does: the current directory first on the import path.
-    sys.path.insert(0, str(Path.cwd()))
-    return importlib.import_module("bench.__main__").main(argv) or 0
-
-
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "the three likeliest classes of each image (PNG, JPEG, IDX)"),
     "gate": (_gate, "compare the metrics with a git revision's and check the bar"),
     "release": (_release, "register the exported model as a version with GTO"),
-    "bench": (_bench, "time the tutorial's code against the pipeline, side by side in one run"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Ctrl-C (SIGINT), SIGTERM, SIGHUP: one line saying what stopped and how to go on, no traceback.
+"""Ctrl-C (SIGINT), SIGTERM, SIGHUP, a closed output: one line or none, never a traceback.
 
 Every file the pipeline writes appears whole or not at all, so an interrupted
 stage needs no clean-up of its own: the signal only has to unwind the stack
@@ -7,19 +7,23 @@ and ``kill`` send, and SIGHUP, which a closed terminal or a dropped SSH session
 sends (by default it ends Python on the spot, leaving its temporary files
 behind), are turned into the same exception as Ctrl-C; the exit status is the
 shell's convention, 128 + the signal's number (130 for SIGINT, 143 for
-SIGTERM, 129 for SIGHUP).
+SIGTERM, 129 for SIGHUP). A standard output whose reader went away
+(``| head -1``) ends a command quietly with 141, as it ends any Unix tool.
 """
 
 import contextlib
+import io
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mnistpipe import paths
-from mnistpipe.errors import standard_output_guarded
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What a shell reports for a command whose reader went away (`| head -1`): 128 + SIGPIPE.
+CLOSED_OUTPUT_STATUS = 128 + signal.SIGPIPE
 
 
 class Interrupted(KeyboardInterrupt):
@@ -129,8 +133,7 @@ def report(what: str, interruption: KeyboardInterrupt, next_step: str) -> int:
 def handled(what: str, next_step: str) -> Callable:
     """Decorate a command's ``main(argv) -> int``: an interrupt becomes one line and 130/143/129.
 
-    A closed standard output ends it with 141 and no traceback
-    (errors.standard_output_guarded).
+    A closed standard output ends it with 141 and no traceback (standard_output_guarded).
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
@@ -147,3 +150,63 @@ def handled(what: str, next_step: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+@contextlib.contextmanager
+def standard_output_guarded() -> Iterator[None]:
+    """Within the block, whatever standard output is, writing to it raises no traceback.
+
+    - A reader that stops reading (``| head -1``, a closed pager) ends the command
+      as it ends ``cat``: no message, exit status 141. Python ignores SIGPIPE, so
+      the write raises BrokenPipeError instead; standard output then goes to
+      /dev/null, so that Python's own flush at exit fails no more. Every file is
+      written whole or not at all, so stopping there loses nothing.
+    - A file name that the output's encoding cannot spell (non-UTF-8 bytes, or
+      ``é`` under ``PYTHONIOENCODING=ascii``) is written with backslash escapes,
+      as Python writes it to standard error, rather than raising
+      UnicodeEncodeError.
+    - A block that ends with any other exception (a ``PipelineError``, an
+      interruption, ``sys.exit``) ends with the status that exception stands for:
+      what it left buffered is written first, or dropped as above when the reader
+      or the terminal has gone.
+    """
+    stream = sys.stdout
+    errors = getattr(stream, "errors", None)
+    if isinstance(stream, io.TextIOWrapper) and errors == "strict":
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _standard_output_dropped()
+        raise SystemExit(CLOSED_OUTPUT_STATUS) from None
+    except BaseException:
+        # The block ends otherwise (an error, an interruption, sys.exit) with output
+        # perhaps still buffered (a pipe or a file is not line-buffered). Python's own
+        # flush at exit would meet the gone reader (EPIPE) or the gone terminal after
+        # a SIGHUP (EIO), print "Exception ignored" and exit 120, not with the
+        # status this exception stands for: flush here, and drop what cannot go.
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except (OSError, ValueError):
+            _standard_output_dropped()
+        raise
+    finally:
+        if isinstance(stream, io.TextIOWrapper) and errors == "strict":
+            with contextlib.suppress(ValueError):
+                stream.reconfigure(errors=errors)
+
+
+def _standard_output_dropped() -> None:
+    """Point file descriptor 1 at /dev/null, so that Python's own flush at exit fails no more.
+
+    What is still buffered then goes there: its reader, or its terminal, is gone.
+    """
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistpipe.commands import run_dvc
-from mnistpipe.errors import PipelineError, standard_output_guarded
+from mnistpipe.errors import PipelineError
 from mnistpipe.integrity import whole
+from mnistpipe.interrupts import standard_output_guarded
 
 ACTIONS = {"push": "to", "pull": "from"}
 
