@@ -34,7 +34,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # the default convnet, 1, 2 and 4 intra-op threads give the same weights, 3, 8 and
 # 16 do not; so the largest of 1, 2, 4 that the cores allow (tests/test_portable.py
 # checks both). MNISTPIPE_PORTABLE=0 leaves both to the machine (faster on a big
-# AVX-512 one: `mnistpipe bench --only portable` prices it); metrics/lineage.json
+# AVX-512 one: `python -m bench --only portable` prices it); metrics/lineage.json
 # records which. A value already in the environment wins, as for the other two.
 PORTABLE_INSTRUCTION_SET = "AVX2"
 PORTABLE_THREAD_COUNTS = (1, 2, 4)
