@@ -15,6 +15,7 @@ A new param, command or target so appears on the next build. A key without a com
 checks the built pages against the schema.
 """
 
+import concurrent.futures
 import math
 import os
 import re
@@ -199,9 +200,12 @@ def command_help(arguments: tuple[str, ...], root: Path = REPOSITORY) -> str:
 
 
 def commands_reference(root: Path = REPOSITORY) -> str:
+    commands = help_commands()
+    # Side by side: each is a Python start-up, predict's with TensorFlow's.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        helps = list(pool.map(lambda command: command_help(command[1], root), commands))
     sections = []
-    for typed, arguments in help_commands():
-        help_text = command_help(arguments, root)
+    for (typed, _), help_text in zip(commands, helps, strict=True):
         sections.append(f"## `{typed}`\n\n```text\n$ {typed} --help\n{help_text}```\n")
     return "\n".join(sections)
 
