@@ -259,7 +259,11 @@ def test_a_non_finite_loss_exits_non_zero_and_writes_no_model(project, synthetic
     assert_clear_error(result, "training diverged", "after epoch 1", "expected a finite loss")
     assert "epoch 1/2" not in result.stdout
     assert not (project / "models").exists()
-    assert not (project / "metrics").exists()
+    # Only what preprocess wrote (the data report), nothing of train's.
+    assert {path.name for path in (project / "metrics").iterdir()} <= {
+        "data.json",
+        "data_report.json",
+    }
     assert not (project / "checkpoints").exists()
 
 

@@ -156,7 +156,7 @@ def test_tfrecord_shards_of_another_image_size_stop_train(project, tmp_path):
         result,
         "data/prepared/train-00000-of-00001.tfrecord.gz",
         "image of 1024 bytes",
-        "expected 28x28 = 784 bytes",
+        "expected 28x28x1 = 784 bytes",
     )
 
 

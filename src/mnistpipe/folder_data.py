@@ -19,7 +19,6 @@ import hashlib
 import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ from mnistpipe.pictures import UnreadablePicture, read_picture
 # Pictures decoded at a time: what memory holds of them in one batch (a 256x256 RGB
 # picture is 192 KiB, so a batch is at most 768 MiB of them).
 BATCH_IMAGES = 4096
+# Pictures a worker decodes per message: fewer messages, less time in the parent.
+CHUNK_IMAGES = 128
 # Below this many images the worker processes cost more time than they save.
 PARALLEL_FROM = 512
 
@@ -81,14 +82,14 @@ def decode_all(
     # forkserver, not fork: the parent may have loaded TensorFlow (TFRecord format),
     # whose threads do not survive a fork.
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with context.Pool(workers) as pool:
         batch = []
         for task in tasks:
             batch.append(task)
             if len(batch) == BATCH_IMAGES:
-                yield from pool.map(_decode, batch, chunksize=64)
+                yield from pool.imap(_decode, batch, chunksize=CHUNK_IMAGES)
                 batch = []
-        yield from pool.map(_decode, batch, chunksize=64)
+        yield from pool.imap(_decode, batch, chunksize=CHUNK_IMAGES)
 
 
 @dataclasses.dataclass
