@@ -23,6 +23,7 @@ import yaml
 
 from mnistpipe import download, gate, idx, predict, release
 from mnistpipe.data import prepare
+from mnistpipe.dataset_info import DatasetInfo, write_info
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.inputs import read_json_object
@@ -377,6 +378,9 @@ def write_card_metrics(root: Path) -> None:
     for name, content in files.items():
         (root / name).parent.mkdir(exist_ok=True)
         (root / name).write_text(json.dumps(content))
+    # What export reads first: the prepared data's classes and image shape.
+    (root / "data" / "prepared").mkdir(parents=True, exist_ok=True)
+    write_info(root / "data" / "prepared", DatasetInfo(class_names, (28, 28, 1)))
 
 
 @pytest.mark.parametrize(
