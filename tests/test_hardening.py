@@ -23,6 +23,7 @@ import yaml
 
 from mnistpipe import download, gate, idx, predict, release
 from mnistpipe.data import prepare
+from mnistpipe.dataset_info import DatasetInfo, write_info
 from mnistpipe.datasets import DATASETS, FILE_NAMES
 from mnistpipe.errors import PipelineError
 from mnistpipe.inputs import read_json_object
@@ -266,10 +267,15 @@ _BUILT_IN_EXPORT = predict.ExportedClasses([str(n) for n in range(10)], (28, 28,
 
 def test_predict_refuses_a_picture_of_huge_dimensions_before_decoding(tmp_path):
     path = tmp_path / "huge.png"
-    path.write_bytes(png_header(100_000, 100_000) + bytes(100))
-    with pytest.raises(
-        PipelineError, match=r"PNG image of 100000x100000 pixels, more than 64,000,000"
-    ):
+    # The header and the first chunk of pixel data: Pillow reads the size from them.
+    pixels = b"IDAT" + zlib.compress(bytes(100))
+    idat = struct.pack(">I", len(pixels) - 4) + pixels + struct.pack(">I", zlib.crc32(pixels))
+    path.write_bytes(png_header(100_000, 100_000) + idat)
+    with pytest.raises(PipelineError, match=r"huge.png is too large to decode \(Image size"):
+        predict.read_inputs(path, _BUILT_IN_EXPORT)
+    # Within Pillow's own bound, pictures.MAX_IMAGE_PIXELS refuses it before its pixels.
+    path.write_bytes(png_header(9_000, 9_000) + idat)
+    with pytest.raises(PipelineError, match=r"PNG image of 9000x9000 pixels, more than 64,000"):
         predict.read_inputs(path, _BUILT_IN_EXPORT)
 
 
@@ -283,7 +289,11 @@ def test_predict_on_a_file_that_is_not_an_image_names_the_formats_of_its_help(tm
         "is not an image" in message and "expected a PNG, JPEG, BMP, GIF or WebP image" in message
     )
     damaged = tmp_path / "damaged.png"
-    damaged.write_bytes(png_header(28, 28) + b"garbage")
+    # Pixel data that is not zlib data, in a chunk of its own (its CRC right).
+    chunk = b"IDATgarbage"
+    damaged.write_bytes(
+        png_header(28, 28) + struct.pack(">I", 7) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
     with pytest.raises(PipelineError) as raised:
         predict.read_inputs(damaged, _BUILT_IN_EXPORT)
     assert "is a damaged image" in str(raised.value)
@@ -368,6 +378,9 @@ def write_card_metrics(root: Path) -> None:
     for name, content in files.items():
         (root / name).parent.mkdir(exist_ok=True)
         (root / name).write_text(json.dumps(content))
+    # What export reads first: the prepared data's classes and image shape.
+    (root / "data" / "prepared").mkdir(parents=True, exist_ok=True)
+    write_info(root / "data" / "prepared", DatasetInfo(class_names, (28, 28, 1)))
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,12 @@ NAME_CHARACTERS = 24
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= NAME_CHARACTERS else name[: NAME_CHARACTERS - 1] + "…"
+    # Cut in the middle: names often share a beginning ("class 12", "class 13")
+    # or an end, rarely both.
+    if len(name) <= NAME_CHARACTERS:
+        return name
+    head = (NAME_CHARACTERS - 1) // 2
+    return name[:head] + "…" + name[len(name) - (NAME_CHARACTERS - 1 - head) :]
 
 
 def confusion_matrix_figure(labels, predicted, class_names) -> Figure:
