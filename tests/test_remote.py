@@ -649,7 +649,8 @@ def test_a_missing_webdav_folder_or_s3_bucket_is_named_as_such(pushed, tmp_path)
         assert result.returncode == 1, result
         assert result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.stdout + result.stderr
-    assert "folder webdav://127.0.0.1" in answers["folderless", "push"].stderr
-    assert "no/such/folder does not exist" in answers["folderless", "push"].stderr
+    folderless = answers["folderless", "push"].stderr
+    assert "the server answered not found (404 Not Found: the folder " in folderless
+    assert "/no/such/folder/ does not exist" in folderless
     assert "no such bucket" in answers["bucketless", "push"].stderr
     assert "'no-such-bucket'" in answers["bucketless", "pull"].stderr
