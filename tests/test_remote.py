@@ -409,10 +409,12 @@ class Store:
                 for item in listed.get("Contents", [])
             }
         base = self.folder / "files" / "md5"
+        # Not DVC's temporary files (.NAME.tmp), which a directory remote's copy
+        # writes and renames: a push killed half way leaves one, never an object.
         return {
             path.relative_to(base).as_posix(): path.read_bytes()
             for path in sorted(base.rglob("*"))
-            if path.is_file()
+            if path.is_file() and not path.name.startswith(".")
         }
 
     def count(self) -> int:
