@@ -634,23 +634,20 @@ def test_a_pull_names_the_outputs_the_remote_does_not_have(pushed, tmp_path):
 
 
 def test_a_missing_webdav_folder_or_s3_bucket_is_named_as_such(pushed, tmp_path):
+    # The server answered 409 to the upload into a folder that does not exist, and
+    # the error blamed the connection or the credentials.
     origin, _ = pushed
+    clone = fresh_clone(origin, tmp_path / "clone")
     answers = {}
     with store_of("webdav", tmp_path / "webdav") as webdav, store_of("s3", tmp_path / "s3") as s3:
         webdav.url += "no/such/folder"
-        webdav.add_to(origin, "folderless")
         s3.url = "s3://no-such-bucket/dvc"
-        s3.add_to(origin, "bucketless")
-        for name in ("folderless", "bucketless"):
-            for action in ("push", "pull"):
+        for store, name in ((webdav, "folderless"), (s3, "bucketless")):
+            for repository, action in ((origin, "push"), (clone, "pull")):
+                store.add_to(repository, name)
                 answers[name, action] = run(
-                    origin,
-                    sys.executable,
-                    "-m",
-                    "mnistpipe.remote",
-                    action,
-                    "-r",
-                    name,
+                    repository,
+                    *(sys.executable, "-m", "mnistpipe.remote", action, "-r", name),
                     check=False,
                 )
         assert not (tmp_path / "webdav" / "no").exists()
@@ -658,8 +655,11 @@ def test_a_missing_webdav_folder_or_s3_bucket_is_named_as_such(pushed, tmp_path)
         assert result.returncode == 1, result
         assert result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.stdout + result.stderr
-    folderless = answers["folderless", "push"].stderr
-    assert "the server answered not found (404 Not Found: the folder " in folderless
-    assert "/no/such/folder/ does not exist" in folderless
-    assert "no such bucket" in answers["bucketless", "push"].stderr
-    assert "'no-such-bucket'" in answers["bucketless", "pull"].stderr
+    for action in ("push", "pull"):
+        folderless = answers["folderless", action].stderr
+        assert "the server answered not found (404 Not Found: the folder " in folderless
+        assert "/no/such/folder/ does not exist" in folderless
+        bucketless = answers["bucketless", action].stderr
+        assert "no such bucket (NoSuchBucket: bucket 'no-such-bucket' does not exist)" in (
+            bucketless
+        )
