@@ -419,12 +419,13 @@ def remote_failure(remote: str | None, action: str, where: str, output: str) -> 
     )
 
 
-def pull(remote: str | None, jobs: int | None) -> None:
+def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
     """Fetch, delete what is not its name, check out the whole outputs, name the rest."""
     from dvc.repo import Repo
 
     where = describe(remote, "pull")
     command = ["fetch", *(["--remote", remote] if remote else [])]
+    command += ["--run-cache"] if run_cache else []
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
     with Repo() as repo:
@@ -502,13 +503,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="push: download and hash every object the remote already holds (make push VERIFY=1)",
     )
+    parser.add_argument(
+        "--run-cache",
+        action="store_true",
+        help="pull: also fetch DVC's run-cache, so that dvc repro skips the stages it holds",
+    )
     arguments = parser.parse_args(argv)
     try:
         with standard_output_guarded():
             if arguments.action == "push":
                 push(arguments.remote, arguments.jobs, arguments.verify)
             else:
-                pull(arguments.remote, arguments.jobs)
+                pull(arguments.remote, arguments.jobs, arguments.run_cache)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
