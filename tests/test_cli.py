@@ -19,7 +19,7 @@ def mnistpipe(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("command", ["predict", "gate", "release", "bench"])
+@pytest.mark.parametrize("command", ["predict", "gate", "release", "experiments", "bench"])
 def test_each_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
@@ -30,7 +30,7 @@ def test_each_subcommand_has_help(command, capsys):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ([], "error: mnistpipe: expected a command: predict, gate, release, bench"),
+        ([], "error: mnistpipe: expected a command: predict, gate, release, experiments, bench"),
         (["frob"], "error: mnistpipe: argument COMMAND: invalid choice: 'frob'"),
         (["predict"], "error: mnistpipe predict: the following arguments are required: files"),
         (["predict", "x.png", "--colour"], "error: mnistpipe predict: unrecognized arguments"),

@@ -3,6 +3,7 @@
     mnistpipe predict IMAGE ...      the three likeliest classes of each image
     mnistpipe gate --against REV     the quality gate against a git revision
     mnistpipe release VERSION        register the exported model with GTO
+    mnistpipe experiments            the experiments with the figures that decide
     mnistpipe bench                  time the tutorial's code against the pipeline
 
 Each subcommand is the module's own ``main(argv)`` (``python -m mnistpipe.predict``
@@ -42,6 +43,12 @@ def _release(argv: list[str]) -> int:
     return release.main(argv)
 
 
+def _experiments(argv: list[str]) -> int:
+    from mnistpipe import experiments
+
+    return experiments.main(argv)
+
+
 def _bench(argv: list[str]) -> int:
     if not BENCH.is_file():
         raise PipelineError(
@@ -57,6 +64,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "the three likeliest classes of each image (PNG, JPEG, IDX)"),
     "gate": (_gate, "compare the metrics with a git revision's and check the bar"),
     "release": (_release, "register the exported model as a version with GTO"),
+    "experiments": (_experiments, "DVC's experiments, a line each with the figures that decide"),
     "bench": (_bench, "time the tutorial's code against the pipeline, side by side in one run"),
 }
 
