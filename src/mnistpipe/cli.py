@@ -14,6 +14,7 @@ options. Bad arguments give one ``error:`` line and exit status 2.
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,22 +72,32 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 
 @contextlib.contextmanager
 def one_line_argument_errors(command: str) -> Iterator[None]:
-    """Make every argparse parser created meanwhile report a bad argument on one line.
+    """Make every argparse parser used meanwhile name itself ``command``, and report a bad
+    argument on one line.
 
     argparse prints its usage block and then the error; a user gets the one line the
-    project promises, and ``--help`` for the rest. The subcommands build their own
-    parsers (they are also run as ``python -m``), so their class is patched, not each.
+    project promises, and ``--help`` for the rest, whose usage line says
+    ``mnistpipe predict``, not ``python -m mnistpipe.predict``. The subcommands build
+    their own parsers (they are also run as ``python -m``), so their class is patched,
+    not each.
     """
 
     def error(parser: argparse.ArgumentParser, message: str) -> None:
         parser.exit(2, f"error: {command}: {message}; see {command} --help\n")
 
-    original = argparse.ArgumentParser.error
+    def parse_known_args(parser: argparse.ArgumentParser, *arguments, **options):
+        parser.prog = command
+        return original_parse(parser, *arguments, **options)
+
+    original_error = argparse.ArgumentParser.error
+    original_parse = argparse.ArgumentParser.parse_known_args
     argparse.ArgumentParser.error = error
+    argparse.ArgumentParser.parse_known_args = parse_known_args
     try:
         yield
     finally:
-        argparse.ArgumentParser.error = original
+        argparse.ArgumentParser.error = original_error
+        argparse.ArgumentParser.parse_known_args = original_parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         description="The project's tools beside dvc, as one command.",
         epilog="\n".join(f"  {name:<9}{summary}" for name, (_, summary) in COMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"mnistpipe {importlib.metadata.version('mnistpipe')}",
     )
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument(

@@ -23,13 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from mnistpipe import interrupts, paths
 from mnistpipe.datasets import IMAGE_SIDE
 from mnistpipe.errors import PipelineError, shown, tensorflow_reason
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
-from mnistpipe.serving import load_serving_function, predict_in_batches
 
 TOP = 3
 _IDX_IMAGES_HEADER = IMAGES_MAGIC.to_bytes(4, "big")
@@ -82,6 +80,8 @@ def to_dataset_image(image: np.ndarray, invert: bool = True) -> np.ndarray:
         [(0, max(0, -(-long_side // IMAGE_SIDE) - side)) for side in image.shape],
     )
     # Fit the longer side to 28 pixels, keep the proportions, pad with black.
+    import tensorflow as tf  # here, not above: `mnistpipe predict --help` loads no TensorFlow
+
     fitted = tf.image.resize_with_pad(
         image[..., np.newaxis], IMAGE_SIDE, IMAGE_SIDE, antialias=True
     )
@@ -213,6 +213,8 @@ def decode_picture(path: Path, content: bytes) -> np.ndarray:
     # TensorFlow's JPEG decoder (libjpeg) turns CMYK (and YCCK, as print shops and Photoshop
     # save) into RGB, not into gray ("Unsupported color conversion request"): those go through RGB.
     channels = 3 if kind == "JPEG" and jpeg_components(content) == 4 else 1
+    import tensorflow as tf  # here, not above: `mnistpipe predict --help` loads no TensorFlow
+
     messages: list[str] = []
     try:
         with _native_messages_kept(messages):
@@ -283,6 +285,9 @@ def main(arguments: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     options = parser.parse_args(arguments)
+    # Imported after the arguments are read: `--help` and a bad argument answer at once,
+    # without loading TensorFlow (seconds).
+    from mnistpipe.serving import load_serving_function, predict_in_batches
 
     try:
         class_names = read_class_names(options.model)
