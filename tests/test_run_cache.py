@@ -7,13 +7,15 @@ stage-level metric or plot (dvc.yaml says why). These run the real `dvc repro` a
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import REPOSITORY, set_params
+from tests.conftest import REPOSITORY, set_params, use_this_virtualenv
 from tests.test_pipeline import command_environment, dvc, git_commit, run
 from tests.test_reproducible import synthetic_dvc_project
 
@@ -161,3 +163,45 @@ def test_the_experiments_and_a_queued_sweep_fit_80_and_120_columns(project):
         dvc(root, "queue", "remove", "--all")
         run(root, "git", "checkout", "--", ".")
         dvc(root, "checkout", "--force")
+
+
+def readme_way_back() -> list[str]:
+    """The commands README gives to get back after a failed experiment, as typed."""
+    text = (REPOSITORY / "README.md").read_text()
+    section = text[text.index("**After a failed `dvc exp run`**") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("```\n", 10)]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_way_back_works_in_a_fresh_clone_with_no_remote_after_its_own_make_run(
+    project, tmp_path
+):
+    root, _, _, _ = project
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(root), str(clone))
+    # The committed run was made on another machine: its dvc.lock names a model and
+    # metrics that no cache here holds (there is no remote).
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    for out in lock["stages"]["train"]["outs"]:
+        out["md5"] = "0" * 32
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    git_commit(clone, "a run made elsewhere")
+    # The downloaded data, as the project fixture recorded it (synthetic: no download).
+    shutil.copytree(root / "data/raw", clone / "data/raw")
+    dvc(clone, "commit", "--force", "download")
+    use_this_virtualenv(clone)
+    run(clone, "make", "--no-print-directory", "run")
+    model = (clone / "models/model.keras").read_bytes()
+    locked = (clone / "dvc.lock").read_text()
+
+    failed = run(
+        clone, sys.executable, "-m", "dvc", "exp", "run", "-S", "train.epochs=0", check=False
+    )
+    assert failed.returncode != 0
+    output = "".join(run(clone, "bash", "-c", command).stdout for command in readme_way_back())
+    assert "Running stage" not in output, output
+    assert run(clone, "git", "diff", "--stat", "HEAD", "--", "params.yaml").stdout == ""
+    assert (clone / "models/model.keras").read_bytes() == model
+    assert (clone / "dvc.lock").read_text() == locked
+    assert "up to date" in dvc(clone, "status")
