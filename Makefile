@@ -28,12 +28,18 @@ REMOTE ?=
 # Seeds `make bench` trains the default params with (mean and minimum are reported).
 SEEDS ?= 1
 
-.PHONY: help setup lock system-packages test-packages run test lint docs docs-serve bench gate release ci ci-report push pull clean
+.PHONY: help setup lock system-packages test-packages run test lint docs docs-serve bench gate release ci ci-report experiments push pull clean
+
+# The variables the targets' descriptions name, shown with their values: the defaults above,
+# or what the command line sets (`make help REPORT=report.md`).
+HELP_VARIABLES := AGAINST BASE EXTRA LOCK REPORT REPORT_FOLDER SEEDS
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}' \
+	  | sed $(foreach name,$(HELP_VARIABLES),-e 's|$$($(name))|$($(name))|g')
 
-setup: $(VENV)/.installed system-packages ## Create .venv from the hashed lock requirements/cpu.txt (EXTRA=gpu: gpu.txt); install Debian's Fashion-MNIST
+setup: $(VENV)/.installed system-packages ## Create .venv from the hashed lock $(LOCK) (EXTRA=gpu: requirements/gpu.txt); install Debian's Fashion-MNIST
 
 # Every package comes from $(LOCK) and must match its SHA-256 there. First the lock's own pip
 # and setuptools replace the venv's bundled ones (which may be years old); the rest is then
@@ -60,14 +66,20 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 requirements/%.txt:
 	@echo "error: $@ not found: EXTRA must be one of $(LOCKED_EXTRAS) (make lock writes their locks)"; exit 1
 
+# Each lock is written to a temporary file and moved into place only when it differs: a lock
+# that did not change keeps its time, so the next `make setup` does not reinstall .venv.
 lock: $(VENV)/.installed ## After editing pyproject.toml: resolve it into uv.lock and requirements/{cpu,gpu}.txt
 	$(BIN)/uv lock
 	@mkdir -p requirements
 	@for extra in $(LOCKED_EXTRAS); do \
 	  echo "uv export --extra $$extra --extra dev > requirements/$$extra.txt"; \
 	  $(BIN)/uv export --format requirements-txt --extra $$extra --extra dev \
-	    --no-emit-project --frozen > requirements/$$extra.txt.tmp \
-	  && mv requirements/$$extra.txt.tmp requirements/$$extra.txt || exit 1; \
+	    --no-emit-project --frozen > requirements/$$extra.txt.tmp || exit 1; \
+	  if cmp -s requirements/$$extra.txt.tmp requirements/$$extra.txt; then \
+	    rm requirements/$$extra.txt.tmp; \
+	  else \
+	    mv requirements/$$extra.txt.tmp requirements/$$extra.txt || exit 1; \
+	  fi; \
 	done
 
 system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used (else: public mirrors)
@@ -118,20 +130,20 @@ DOCS_ADDRESS ?= 127.0.0.1:8000
 docs-serve: setup ## Serve the documentation site on DOCS_ADDRESS (default 127.0.0.1:8000), rebuilt as docs/ changes
 	mkdocs serve --strict --dev-addr $(DOCS_ADDRESS)
 
-bench: setup ## Every speed goal against the tutorial's code in one run (SEEDS=3: the default with 3 seeds); bench/results.json
+bench: setup ## Every speed goal against the tutorial's code in one run (SEEDS=$(SEEDS); 3: the default with 3 seeds); bench/results.json
 	python -m bench --seeds $(SEEDS)
 
-gate: setup ## Compare the metrics with those at AGAINST (default main); fail if one got worse or below the bar
+gate: setup ## Compare the metrics with those at AGAINST=$(AGAINST); fail if one got worse or below the bar
 	mnistpipe gate --against $(AGAINST)
 
 release: setup ## Register the model as VERSION (e.g. VERSION=1.2.0, STAGE=prod) with GTO, if the bar passes and all is committed
 	mnistpipe release $(VERSION) $(if $(STAGE),--stage $(STAGE))
 
-ci: setup ## What CI runs on a pull request: make test, then make ci-report against BASE (default main)
+ci: setup ## What CI runs on a pull request: make test, then make ci-report against BASE=$(BASE)
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory ci-report BASE=$(BASE)
 
-ci-report: ## dvc repro; params, metrics, gate, pictures and flipped images against BASE into $(REPORT)
+ci-report: setup ## dvc repro; params, metrics, gate, pictures and flipped images against BASE=$(BASE) into $(REPORT) and $(REPORT_FOLDER)/
 	dvc repro
 	@rm -rf $(REPORT_FOLDER)
 	@{ echo "## Params against \`$(BASE)\`"; echo; \
@@ -145,6 +157,9 @@ ci-report: ## dvc repro; params, metrics, gate, pictures and flipped images agai
 	  cat $(REPORT); \
 	  if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(REPORT) >> "$$GITHUB_STEP_SUMMARY"; fi; \
 	  exit $$status
+
+experiments: setup ## DVC's experiments, a line each: test accuracy, loss, macro F1, the bar, validation accuracy, params that differ
+	mnistpipe experiments
 
 push: setup ## dvc push to REMOTE (default: the default remote), mending what it holds cut short; VERIFY=1 re-hashes all
 	python -m mnistpipe.remote push $(if $(REMOTE),--remote $(REMOTE)) $(if $(VERIFY),--verify)

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import runpy
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -249,6 +250,30 @@ def copy_project(root: Path) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, root / name)
     return root
+
+
+def use_this_virtualenv(root: Path) -> None:
+    """Let `make` in the git repository ``root`` find `make setup` done, as in a set-up clone.
+
+    ``root``/.venv becomes a link to this interpreter's virtualenv, and the files its
+    install depends on are copied with their times, so that targets that depend on
+    setup run at once. Skipped where that virtualenv was not made by `make setup`, or
+    where the files are newer than its install: make would then install into it.
+    """
+    virtualenv = Path(sys.prefix)
+    installed = virtualenv / ".installed"
+    sources = [REPOSITORY / "pyproject.toml", *sorted((REPOSITORY / "requirements").glob("*.txt"))]
+    if not installed.is_file() or any(
+        source.stat().st_mtime > installed.stat().st_mtime for source in sources
+    ):
+        pytest.skip(f"{virtualenv} is not a virtualenv that `make setup` made and that is current")
+    (root / ".venv").symlink_to(virtualenv, target_is_directory=True)
+    (root / "requirements").mkdir(exist_ok=True)
+    for source in sources:
+        shutil.copy2(source, root / source.relative_to(REPOSITORY))
+    # .gitignore's /.venv/ matches a folder, not a link.
+    with open(root / ".git" / "info" / "exclude", "a") as exclude:
+        exclude.write("/.venv\n")
 
 
 def run_stage_main(name):

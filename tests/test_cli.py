@@ -1,5 +1,6 @@
 """The `mnistpipe` console command: its subcommands, their help, and one-line argument errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ def mnistpipe(*arguments: str, cwd: Path = REPOSITORY) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("command", ["predict", "gate", "release"])
+@pytest.mark.parametrize("command", ["predict", "gate", "release", "experiments"])
 def test_each_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
@@ -27,10 +28,42 @@ def test_each_subcommand_has_help(command, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
+# Each in a fresh interpreter: whatever this process imported before does not count.
+HELP_LOADS_NO_TENSORFLOW = """
+import contextlib, io, sys
+from mnistpipe import cli
+with contextlib.redirect_stdout(io.StringIO()) as shown, contextlib.suppress(SystemExit):
+    cli.main([sys.argv[1], "--help"])
+print(shown.getvalue().splitlines()[0])
+print("tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_help_loads_no_tensorflow_and_names_the_command_as_typed(command):
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_LOADS_NO_TENSORFLOW, command],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    usage, loaded = result.stdout.splitlines()
+    assert usage.startswith(f"usage: mnistpipe {command} ")
+    assert loaded == "False False", f"mnistpipe {command} --help imported TensorFlow or Keras"
+
+
+def test_version():
+    result = mnistpipe("--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"mnistpipe \d+\.\d+\.\d+\n", result.stdout), result.stdout
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ([], "error: mnistpipe: expected a command: predict, gate, release"),
+        ([], "error: mnistpipe: expected a command: predict, gate, release, experiments"),
         (["frob"], "error: mnistpipe: argument COMMAND: invalid choice: 'frob'"),
         (["predict"], "error: mnistpipe predict: the following arguments are required: files"),
         (["predict", "x.png", "--colour"], "error: mnistpipe predict: unrecognized arguments"),

@@ -126,3 +126,21 @@ def test_dvc_metrics_show_is_at_most_15_columns_and_every_figure_is_still_shown(
         on_disk = flat_keys(json.loads((REPOSITORY / path).read_text()))
         shown = metrics_shown(path)[path]
         assert flat_keys(shown) == on_disk, f"`dvc metrics show {path}` loses figures"
+
+
+def test_a_tiny_figure_shows_as_it_is_with_the_precision_readme_gives():
+    export = REPOSITORY / "metrics/export.json"
+    if not export.is_file():
+        pytest.skip("the committed run's metrics/export.json is not in this checkout")
+    figure = json.loads(export.read_text())["max_probability_difference"]
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "metrics/export.json"]
+        + ["--precision", "9", "--md"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    assert 0 < figure < 1e-5
+    assert f"| {round(figure, 9)} " in result.stdout, result.stdout

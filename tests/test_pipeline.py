@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from mnistpipe.idx import read_images
-from tests.conftest import SYSTEM_FASHION_MNIST, copy_project, set_params
+from tests.conftest import SYSTEM_FASHION_MNIST, copy_project, set_params, use_this_virtualenv
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,8 @@ def project(tmp_path_factory):
     params["evaluate"]["min_accuracy"] = 0.0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    # `make ci-report` sets up first, as `make run` does: here, set up already.
+    use_this_virtualenv(root)
     first_run = dvc(root, "repro")
     git_commit(root, "the base run")
     return root, first_run

@@ -5,12 +5,18 @@ stage-level metric or plot (dvc.yaml says why). These run the real `dvc repro` a
 `dvc exp run` on synthetic data, in a temporary git and DVC project.
 """
 
+import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import REPOSITORY, set_params
-from tests.test_pipeline import dvc, git_commit, run
+from tests.conftest import REPOSITORY, set_params, use_this_virtualenv
+from tests.test_pipeline import command_environment, dvc, git_commit, run
 from tests.test_reproducible import synthetic_dvc_project
 
 STAGES = ("download", "preprocess", "train", "evaluate", "export")
@@ -111,3 +117,91 @@ def test_a_clone_that_pulls_the_run_cache_trains_nothing(project, tmp_path):
     # outputs dvc.lock names, not the objects of a `cache: false` out of another run
     # (metrics kept in git), so a teammate's other points rerun in a clone unless its
     # .dvc/cache came along (CI's actions/cache).
+
+
+def experiments_table(root: Path, columns: int) -> str:
+    """`mnistpipe experiments` (what `make experiments` runs) in a terminal this wide."""
+    environment = {**command_environment(), "COLUMNS": str(columns)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistpipe.cli", "experiments"],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_the_experiments_and_a_queued_sweep_fit_80_and_120_columns(project):
+    root, _, other_outputs, _ = project
+    dvc(root, "exp", "run", "-S", "train.epochs=3", "-n", "three-epochs")
+    dvc(root, "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.004")
+    evaluation = json.loads(other_outputs["metrics/evaluate.json"])
+    try:
+        for columns in (80, 120):
+            table = experiments_table(root, columns)
+            lines = table.splitlines()
+            assert all(len(line) <= columns for line in lines), table
+            assert lines[0].split() == ["Experiment", "test", "acc", "loss", "macro", "F1"] + [
+                "bar",
+                "val",
+                "acc",
+            ]
+            figures = (
+                rf"^  three-epochs +{evaluation['accuracy']:.4f} +{evaluation['loss']:.4f} +"
+                rf"{evaluation['macro_avg']['f1']:.4f} +(met|not met) +\d\.\d{{4}}$"
+            )
+            assert re.search(figures, table, re.M), table
+            assert "      train.epochs=3" in lines, table
+            assert len(re.findall(r"^  \S+ +queued$", table, re.M)) == 2, table
+            assert "train.learning_rate=0.001" in table and "train.learning_rate=0.004" in table
+            assert not re.search(r"[0-9a-f]{20}", table), "a column of hashes"
+    finally:
+        dvc(root, "queue", "remove", "--all")
+        run(root, "git", "checkout", "--", ".")
+        dvc(root, "checkout", "--force")
+
+
+def readme_way_back() -> list[str]:
+    """The commands README gives to get back after a failed experiment, as typed."""
+    text = (REPOSITORY / "README.md").read_text()
+    section = text[text.index("**After a failed `dvc exp run`**") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("```\n", 10)]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_way_back_works_in_a_fresh_clone_with_no_remote_after_its_own_make_run(
+    project, tmp_path
+):
+    root, _, _, _ = project
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(root), str(clone))
+    # The committed run was made on another machine: its dvc.lock names a model and
+    # metrics that no cache here holds (there is no remote).
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    for out in lock["stages"]["train"]["outs"]:
+        out["md5"] = "0" * 32
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    git_commit(clone, "a run made elsewhere")
+    # The downloaded data, as the project fixture recorded it (synthetic: no download).
+    shutil.copytree(root / "data/raw", clone / "data/raw")
+    dvc(clone, "commit", "--force", "download")
+    use_this_virtualenv(clone)
+    run(clone, "make", "--no-print-directory", "run")
+    model = (clone / "models/model.keras").read_bytes()
+    locked = (clone / "dvc.lock").read_text()
+
+    failed = run(
+        clone, sys.executable, "-m", "dvc", "exp", "run", "-S", "train.epochs=0", check=False
+    )
+    assert failed.returncode != 0
+    output = "".join(run(clone, "bash", "-c", command).stdout for command in readme_way_back())
+    assert "Running stage" not in output, output
+    assert run(clone, "git", "diff", "--stat", "HEAD", "--", "params.yaml").stdout == ""
+    assert (clone / "models/model.keras").read_bytes() == model
+    assert (clone / "dvc.lock").read_text() == locked
+    assert "up to date" in dvc(clone, "status")

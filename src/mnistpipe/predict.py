@@ -28,7 +28,6 @@ from mnistpipe import interrupts, paths, pictures
 from mnistpipe.errors import PipelineError, shown
 from mnistpipe.export_check import load_export
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
-from mnistpipe.serving import predict_in_batches, served_shape
 
 TOP = 3
 _IDX_IMAGES_HEADER = IMAGES_MAGIC.to_bytes(4, "big")
@@ -176,6 +175,9 @@ def main(arguments: list[str] | None = None) -> int:
     options = parser.parse_args(arguments)
 
     try:
+        # Here, not at the top: `mnistpipe predict --help` loads no TensorFlow.
+        from mnistpipe.serving import predict_in_batches, served_shape
+
         exported = read_exported_classes(options.model)
         # The whole folder checked first: classes.json against the model's outputs, the
         # signature against the images sent, the files the model card lists.
