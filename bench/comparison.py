@@ -83,8 +83,9 @@ def compare_training(
 ) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
     from mnistpipe import paths
-    from mnistpipe.data import load_split, read_raw
+    from mnistpipe.data import read_raw
     from mnistpipe.params import load_params
+    from mnistpipe.prepared import load_split
 
     os.chdir(root)
     params = load_params(paths.PARAMS)

@@ -120,9 +120,10 @@ def measure_one_arm(root: Path, images: int) -> dict:
     from bench.reference import quickstart
     from bench.serving import measure_model_serving
     from mnistpipe import paths
-    from mnistpipe.data import load_split, read_raw
+    from mnistpipe.data import read_raw
     from mnistpipe.lineage import onednn_kernels, portable_kernels, weights_sha256
     from mnistpipe.params import load_params
+    from mnistpipe.prepared import load_split
     from mnistpipe.seeding import seed_everything
     from mnistpipe.training import train_from_params
 

@@ -12,9 +12,9 @@ def measure_test_time_augmentation(root: Path) -> dict:
     import numpy as np
 
     from mnistpipe import paths
-    from mnistpipe.data import load_split
     from mnistpipe.dataset_info import read_info
     from mnistpipe.models import load_model, with_test_time_augmentation
+    from mnistpipe.prepared import load_split
 
     info = read_info(root / paths.PREPARED)
     model = load_model(root / paths.MODEL, info.image_shape, info.num_classes)

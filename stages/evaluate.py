@@ -1,7 +1,6 @@
 """Stage 4: score the trained model on the test set; record whether it meets the bar."""
 
 from mnistpipe import paths
-from mnistpipe.data import load_split
 from mnistpipe.dataset_info import read_info
 from mnistpipe.errors import run_stage
 from mnistpipe.evaluation import classification_report, prediction_rows
@@ -9,6 +8,7 @@ from mnistpipe.figures import confusion_matrix_figure, misclassified_figure, sav
 from mnistpipe.files import write_csv, write_json
 from mnistpipe.models import load_model, probabilities, with_test_time_augmentation
 from mnistpipe.params import load_params
+from mnistpipe.prepared import load_split
 from mnistpipe.quality import bar_verdict, judged_metrics
 
 

@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 
 from mnistpipe import paths
-from mnistpipe.data import load_split
 from mnistpipe.dataset_info import read_info
 from mnistpipe.datasets import DATASETS
 from mnistpipe.errors import run_stage
@@ -13,6 +12,7 @@ from mnistpipe.files import atomic_directory, atomic_open, directory_size_bytes,
 from mnistpipe.model_card import model_card, read_card_metrics, read_data_summary
 from mnistpipe.models import load_model, with_test_time_augmentation
 from mnistpipe.params import load_params
+from mnistpipe.prepared import load_split
 from mnistpipe.serving import PARITY_TOLERANCE, export_saved_model, parity
 
 

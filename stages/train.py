@@ -6,7 +6,6 @@ from pathlib import Path
 
 from mnistpipe import paths
 from mnistpipe.checkpoint import discard, how_to_resume
-from mnistpipe.data import load_examples
 from mnistpipe.dataset_info import read_info
 from mnistpipe.distribute import is_chief, make_strategy, reported_worker_loss
 from mnistpipe.errors import run_stage
@@ -15,6 +14,7 @@ from mnistpipe.lineage import lineage, weights_sha256
 from mnistpipe.live import open_live
 from mnistpipe.models import save_model
 from mnistpipe.params import load_params
+from mnistpipe.prepared import load_examples
 from mnistpipe.seeding import seed_everything
 from mnistpipe.training import train_from_params
 

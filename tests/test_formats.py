@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mnistpipe.data import SPLITS, TFRECORD_MANIFEST, load_examples, load_split, prepare
+from mnistpipe.data import prepare
 from mnistpipe.errors import PipelineError
+from mnistpipe.examples import SPLITS, TFRECORD_MANIFEST
 from mnistpipe.lineage import weights_sha256
+from mnistpipe.prepared import load_examples, load_split
 from mnistpipe.seeding import seed_everything
 from mnistpipe.training import train_from_params
 from tests.conftest import settings_for, synthetic_idx_files

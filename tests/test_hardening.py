@@ -194,7 +194,7 @@ def test_prepared_arrays_without_their_source_record_are_refused(project):
 
 def test_a_source_record_nested_too_deeply_is_refused(tmp_path):
     # json.loads ran out of stack: a RecursionError traceback instead of this line.
-    from mnistpipe.data import check_source
+    from mnistpipe.prepared import check_source
 
     (tmp_path / "source.json").write_text("[" * 100_000)
     with pytest.raises(PipelineError, match=r"cannot read .*source.json \(RecursionError"):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mnistpipe import archives
-from mnistpipe.data import load_split, prepare, raw_splits
+from mnistpipe.data import prepare, raw_splits
 from mnistpipe.data_report import builtin_report, summary
 from mnistpipe.dataset_info import read_info
 from mnistpipe.datasets import DATASETS
@@ -23,6 +23,7 @@ from mnistpipe.errors import PipelineError
 from mnistpipe.folder_data import prepare_folder
 from mnistpipe.idx import read_pair
 from mnistpipe.params import check_params, load_params
+from mnistpipe.prepared import load_split
 from tests.conftest import REPOSITORY, SYSTEM_FASHION_MNIST
 
 MATPLOTLIB_DATA = Path(__import__("matplotlib").get_data_path())

@@ -18,10 +18,8 @@ PACKAGE = REPOSITORY / "src" / "mnistpipe"
 LAYOUT_PAGE = REPOSITORY / "docs" / "explanation" / "code-layout.md"
 LAYER_ORDER = ("plumbing", "core", "commands", "stages")
 
-# The one circle left, until data.py is split by job (it is being reworked for datasets of
-# one's own images): data.py loads tfrecords.py for the TFRecord format only, and
-# tfrecords.py uses data.py's checks. Nothing else may join it.
-ALLOWED_CIRCLES = {frozenset({"mnistpipe.data", "mnistpipe.tfrecords"})}
+# None: every circle is an error.
+ALLOWED_CIRCLES: set[frozenset[str]] = set()
 
 
 def diagram_layers(page: str) -> dict[str, list[str]]:
@@ -211,12 +209,3 @@ def test_an_import_inside_a_function_counts(tmp_path):
     assert imports_of(module, known) == {"mnistpipe.errors", "mnistpipe.paths"}
     module.write_text("import importlib\n\ndef f():\n    importlib.import_module('bench.arms')\n")
     assert imports_of(module, known) == {"bench.arms"}
-
-
-def test_the_allowed_circle_is_still_a_circle():
-    # Once data.py and tfrecords.py stop importing each other, the exception must go.
-    graph = import_graph()
-    for circle in ALLOWED_CIRCLES:
-        assert any(circle == frozenset(c) for c in strongly_connected_components(graph)), (
-            f"{sorted(circle)} no longer import each other: remove them from ALLOWED_CIRCLES"
-        )

@@ -16,8 +16,9 @@ import yaml
 
 import mnistpipe.params
 from mnistpipe import paths, pictures
-from mnistpipe.data import SOURCE_RECORD, scale_images
+from mnistpipe.data import scale_images
 from mnistpipe.dataset_info import DatasetInfo, write_info
+from mnistpipe.examples import SOURCE_RECORD
 from mnistpipe.figures import confusion_matrix_figure, misclassified_figure
 from mnistpipe.files import save_array
 from mnistpipe.predict import main

@@ -1,4 +1,4 @@
-"""Turning raw IDX files into the examples the model trains on, and loading them back.
+"""Turning the built-in datasets' raw IDX files into prepared data (``prepared`` loads it back).
 
 Preprocessing follows the TF2 quickstart: pixels scaled to [0, 1] as float32
 with a channel axis added, giving (N, 28, 28, 1). ``preprocess.format`` picks
@@ -16,24 +16,19 @@ the storage:
   never loads TensorFlow).
 
 Either way ``source.json`` beside the data names the dataset it was made from
-and the SHA-256 of each raw file read: arrays of another dataset have the same
-shape, so only this record tells them apart (stages pass ``dataset=``).
+and the SHA-256 of each raw file read (``prepared.check_source`` reads it).
 """
 
-import dataclasses
-import functools
-import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnistpipe.dataset_info import INFO_FILE, DatasetInfo, read_info, write_info
-from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE, NUM_CLASSES
+from mnistpipe.dataset_info import BUILT_IN_INFO, DatasetInfo, write_info
+from mnistpipe.datasets import DATASETS, FILE_NAMES, IMAGE_SIDE
 from mnistpipe.errors import PipelineError
+from mnistpipe.examples import SOURCE_RECORD
 from mnistpipe.files import atomic_directory, atomic_open, save_array, sha256_of_file
 from mnistpipe.idx import (
     GZIP_MAGIC,
@@ -43,17 +38,6 @@ from mnistpipe.idx import (
     read_pair,
 )
 from mnistpipe.params import FORMATS
-
-if TYPE_CHECKING:
-    import tensorflow as tf
-
-SPLITS = ("train", "val", "test")
-# Names the TFRecord shards and their counts; its absence means the npy format.
-TFRECORD_MANIFEST = "tfrecord.json"
-# Names the dataset the prepared data was made from (see the module's docstring).
-SOURCE_RECORD = "source.json"
-# What a stage says when derived data is damaged: rebuild it, or take DVC's copy.
-REBUILD = "run dvc repro --force preprocess (or dvc checkout data/prepared)"
 
 
 def scale_images(images: np.ndarray) -> np.ndarray:
@@ -196,31 +180,6 @@ def _write_source_record(directory: Path, source: dict) -> None:
     write_info(directory, DatasetInfo(class_names, BUILT_IN_INFO.image_shape))
 
 
-def check_source(directory: str | os.PathLike, dataset: str) -> None:
-    """Refuse prepared data that was not made from ``dataset`` (the params' ``dataset``).
-
-    Arrays of MNIST and of Fashion-MNIST have the same shape, dtype and label
-    range: only ``source.json`` tells them apart.
-    """
-    path = Path(directory) / SOURCE_RECORD
-    expected = f"expected the record preprocess writes for dataset {dataset}"
-    try:
-        recorded = json.loads(path.read_text())["dataset"]
-    except FileNotFoundError:
-        raise PipelineError(
-            f"{path} does not exist, so nothing says which dataset {directory} holds; "
-            f"{expected}; {REBUILD}"
-        ) from None
-    # RecursionError: JSON nested thousands deep ([[[[...).
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as error:
-        raise PipelineError(f"cannot read {path} ({error!r}); {expected}; {REBUILD}") from None
-    if recorded != dataset:
-        raise PipelineError(
-            f"{path} says the prepared data is of dataset {recorded!r}, but the params' "
-            f"dataset is {dataset!r}; run dvc repro (preprocess reruns for {dataset})"
-        )
-
-
 # Images read from a raw file at a time by the streamed TFRecord preprocess.
 _CHUNK_IMAGES = 10_000
 
@@ -315,116 +274,3 @@ def _read_chunks(path: Path, header_bytes: int, count: int):
             chunk = min(_CHUNK_IMAGES, count - start)
             pixels = np.fromfile(stream, dtype=np.uint8, count=chunk * IMAGE_SIDE * IMAGE_SIDE)
             yield start, pixels.reshape(chunk, IMAGE_SIDE, IMAGE_SIDE)
-
-
-@dataclasses.dataclass(frozen=True)
-class Examples:
-    """One split: a tf.data.Dataset of (image, label) in a fixed order, and its size.
-
-    ``digest`` identifies the content (checkpoints compare it). It reads all the
-    data, so it is computed on first use only: evaluating, exporting or training
-    without a checkpoint never pays for it.
-    """
-
-    dataset: "tf.data.Dataset"
-    count: int
-    hash_content: Callable[[], str] = dataclasses.field(repr=False)
-
-    @functools.cached_property
-    def digest(self) -> str:
-        return self.hash_content()
-
-
-def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> Examples:
-    def hash_content() -> str:
-        digest = hashlib.sha256()
-        for array in (images, labels):
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array).data)
-        return digest.hexdigest()
-
-    import tensorflow as tf  # here, not at the top: preprocess needs none of it (docstring)
-
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    return Examples(dataset, len(labels), hash_content)
-
-
-def load_examples(
-    directory: str | os.PathLike, split: str, dataset: str | None = None
-) -> Examples:
-    """A split in whichever format preprocess wrote it: npy in memory, TFRecord streamed.
-
-    With ``dataset`` the data must have been made from it (``check_source``).
-    """
-    directory = Path(directory)
-    if dataset is not None:
-        check_source(directory, dataset)
-    if not (directory / TFRECORD_MANIFEST).exists():
-        return examples_from_arrays(*load_split(directory, split))
-    from mnistpipe import tfrecords
-
-    return tfrecords.read_examples(directory, split)
-
-
-def load_split(
-    directory: str | os.PathLike, split: str, dataset: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The preprocessed images and labels of one split as arrays, in either format.
-
-    ``.npy`` files are loaded without pickle and checked; with ``dataset`` the
-    data must have been made from it (``check_source``).
-    """
-    if dataset is not None:
-        check_source(directory, dataset)
-    if (Path(directory) / TFRECORD_MANIFEST).exists():
-        from mnistpipe import tfrecords
-
-        return tfrecords.read_arrays(Path(directory), split)
-    arrays = []
-    for kind in ("images", "labels"):
-        path = Path(directory) / f"{split}_{kind}.npy"
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except FileNotFoundError:
-            raise PipelineError(f"{path} does not exist; run dvc repro preprocess") from None
-        except (OSError, ValueError, EOFError) as error:
-            raise PipelineError(
-                f"cannot load {path}: {error}; expected a whole .npy file as preprocess "
-                f"writes; {REBUILD}"
-            ) from None
-    images, labels = arrays
-    info = prepared_info(directory)
-    # What preprocess writes; anything else would fail deep inside TensorFlow.
-    shape = info.image_shape
-    expected_images = f"float32 images of shape (N, {shape[0]}, {shape[1]}, {shape[2]})"
-    if images.dtype != np.float32 or images.shape[1:] != shape:
-        raise PipelineError(
-            f"{Path(directory) / f'{split}_images.npy'} holds {images.dtype} of shape "
-            f"{images.shape}; expected {expected_images} (as {INFO_FILE} says); "
-            "rerun the preprocess stage"
-        )
-    if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
-        raise PipelineError(
-            f"{Path(directory) / f'{split}_labels.npy'} holds {labels.dtype} of shape "
-            f"{labels.shape}; expected int64 of shape ({len(images)},), one label an image; "
-            "rerun the preprocess stage"
-        )
-    if labels.size and not (labels.min() >= 0 and labels.max() < info.num_classes):
-        raise PipelineError(
-            f"{Path(directory) / f'{split}_labels.npy'} holds labels from {labels.min()} to "
-            f"{labels.max()}; expected labels 0-{info.num_classes - 1}; {REBUILD}"
-        )
-    return images, labels
-
-
-# What prepared data written before dataset.json existed holds: a built-in dataset.
-BUILT_IN_INFO = DatasetInfo(
-    tuple(str(number) for number in range(NUM_CLASSES)), (IMAGE_SIDE, IMAGE_SIDE, 1)
-)
-
-
-def prepared_info(directory: str | os.PathLike) -> DatasetInfo:
-    """The prepared data's class names and image shape, from its ``dataset.json``."""
-    if not (Path(directory) / INFO_FILE).exists():
-        return BUILT_IN_INFO
-    return read_info(directory)

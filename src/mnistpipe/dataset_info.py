@@ -10,6 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from mnistpipe.datasets import IMAGE_SIDE, NUM_CLASSES
 from mnistpipe.errors import PipelineError
 from mnistpipe.files import write_json
 from mnistpipe.inputs import read_json_object
@@ -61,3 +62,16 @@ def read_info(directory: str | os.PathLike) -> DatasetInfo:
             f"{REBUILD}"
         )
     return DatasetInfo(tuple(names), (shape[0], shape[1], shape[2]))
+
+
+# What prepared data written before dataset.json existed holds: a built-in dataset.
+BUILT_IN_INFO = DatasetInfo(
+    tuple(str(number) for number in range(NUM_CLASSES)), (IMAGE_SIDE, IMAGE_SIDE, 1)
+)
+
+
+def prepared_info(directory: str | os.PathLike) -> DatasetInfo:
+    """The prepared data's class names and image shape, from its ``dataset.json``."""
+    if not (Path(directory) / INFO_FILE).exists():
+        return BUILT_IN_INFO
+    return read_info(directory)

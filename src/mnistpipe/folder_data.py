@@ -261,7 +261,7 @@ def prepare_folder(
 
     ``source`` (what the folder came from) goes into ``source.json`` beside the data.
     """
-    from mnistpipe.data import SOURCE_RECORD
+    from mnistpipe.examples import SOURCE_RECORD
 
     root = Path(root)
     scan = scan_folder(root)

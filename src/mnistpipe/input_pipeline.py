@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from mnistpipe.data import Examples, examples_from_arrays
+from mnistpipe.examples import Examples, examples_from_arrays
 
 
 def as_examples(split) -> Examples:

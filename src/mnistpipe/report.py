@@ -195,7 +195,7 @@ def flips_section(base: str, folder: Path) -> list[str]:
     if not flipped:
         return [*lines, "No test image flipped between right and wrong."]
     # Imported here: TensorFlow (which data imports) is slow to load; only the sheet needs it.
-    from mnistpipe.data import load_split
+    from mnistpipe.prepared import load_split
 
     images, _ = load_split(PREPARED, "test")
     sheet = folder / "flipped.png"

@@ -4,8 +4,8 @@ Each split is GZIP-compressed shards of ``tf.train.Example`` (uint8 pixels, an
 int64 label), example ``i`` in shard ``i mod n``, named with their counts and
 SHA-256 in ``tfrecord.json``; tf.data reads them back a few records at a time,
 in the original order. This is the one module of the data's that needs
-TensorFlow: ``mnistpipe.data`` imports it only for this format, so the default
-npy preprocess never pays TensorFlow's import (about 5 of its 7 seconds).
+TensorFlow: ``mnistpipe.data`` and ``mnistpipe.prepared`` import it only for this
+format, so the default npy preprocess never pays TensorFlow's import (about 5 of its 7 seconds).
 """
 
 import contextlib
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mnistpipe.data import REBUILD, TFRECORD_MANIFEST, Examples, prepared_info
-from mnistpipe.dataset_info import INFO_FILE, DatasetInfo
+from mnistpipe.dataset_info import INFO_FILE, REBUILD, DatasetInfo, prepared_info
 from mnistpipe.errors import PipelineError, tensorflow_reason
+from mnistpipe.examples import TFRECORD_MANIFEST, Examples
 from mnistpipe.files import atomic_open, sha256_of_file
 
 _COMPRESSION = "GZIP"

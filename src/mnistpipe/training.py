@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from mnistpipe.checkpoint import Checkpoint, fingerprint
-from mnistpipe.data import Examples
 from mnistpipe.dataset_info import DatasetInfo
 from mnistpipe.distribute import shard_by_data
+from mnistpipe.examples import Examples
 from mnistpipe.input_pipeline import as_examples, make_datasets, skip_epochs
 from mnistpipe.loops import HISTORY_KEYS, ITERATORS_PER_EPOCH, log_epoch, train
 from mnistpipe.models import build_model
