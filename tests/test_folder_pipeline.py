@@ -52,7 +52,8 @@ def test_a_changed_or_new_image_reruns_preprocess_and_two_clones_lock_the_same(t
     assert "Running stage 'download'" in output and "Running stage 'preprocess'" in output
     report = json.loads((first / "metrics" / "data_report.json").read_text())
     assert report["counts"]["café"] == {"train": 5, "val": 1, "test": 2}
-    assert json.loads((first / "metrics" / "data.json").read_text())["images"] == 16
+    assert report["summary"]["images"] == 16
+    assert json.loads((first / "metrics" / "data.json").read_text()) == {"duplicates": 0}
     info = json.loads((first / "data" / "prepared" / "dataset.json").read_text())
     assert info == {"class_names": ["café", "chat noir"], "image_shape": [12, 12, 3]}
     git_commit(first, "first run")
@@ -96,7 +97,7 @@ def test_an_archive_url_is_downloaded_verified_and_unpacked_then_prepared(tmp_pa
         output = dvc(root, "repro", "preprocess")
         assert "16 files of the verified archive" in output
         assert (root / "data" / "raw" / "images" / "pets" / "café").is_dir()
-        sizes = json.loads((root / "metrics" / "data.json").read_text())
+        sizes = json.loads((root / "metrics" / "data_report.json").read_text())["summary"]
         assert sizes["images"] == 16 and sizes["classes"] == 2
         # A wrong SHA-256: one line, and nothing unpacked.
         params = yaml.safe_load((root / "params.yaml").read_text())

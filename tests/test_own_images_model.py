@@ -66,9 +66,8 @@ def own_images_project(tmp_path, monkeypatch):
     write_info(paths.PREPARED, DatasetInfo(CLASS_NAMES, IMAGE_SHAPE))
     # The data report's figures, as preprocess writes them for a folder.
     paths.METRICS.mkdir()
-    (paths.METRICS / "data.json").write_text(
-        json.dumps({"images": 120, "classes": 3, "skipped": 0, "duplicates": 2})
-    )
+    summary = {"images": 120, "classes": 3, "skipped": 0, "duplicates": 2}
+    (paths.METRICS / "data_report.json").write_text(json.dumps({"summary": summary}))
     return root
 
 
@@ -115,7 +114,7 @@ def test_an_rgb_model_of_three_classes_is_trained_evaluated_exported_and_predict
     assert "`images`, uint8 of shape (N, 20, 24, 3), raw RGB pixels" in card
     assert "0 red square, 1 green bar, 2 blue dot." in card
     assert "20x24 RGB" in card and "Fashion" not in card
-    assert "The data report of preprocess (`metrics/data.json`" in card
+    assert "The data report of preprocess (its summary;" in card
     assert "| duplicates | 2 |" in card
     assert "Every input gets one of the three classes" in card
 

@@ -18,9 +18,9 @@ _DATASET_DESCRIPTIONS = {
     "mnist": "MNIST: 28x28 grayscale scans of single handwritten digits, white on black, "
     "centred by their centre of mass",
 }
-# The data report's few figures (preprocess writes them; dvc metrics show lists them),
-# quoted in the card when the file is there. The whole report is data_report.json beside it.
-DATA_SUMMARY = paths.METRICS / "data.json"
+# The data report preprocess writes; its "summary" figures are quoted in the card when the
+# file is there (metrics/data.json holds the one `dvc metrics show` lists).
+DATA_REPORT = paths.METRICS / "data_report.json"
 # Classes listed by name in the card's "Model" section; the rest are in classes.json
 # (the per-class table under "Metrics" still has a row for every class).
 LISTED_CLASSES = 50
@@ -92,10 +92,10 @@ def _image_words(info: DatasetInfo) -> str:
 
 
 def read_data_summary() -> dict | None:
-    """The data report's figures (``metrics/data.json``), or None if preprocess wrote none."""
-    if not DATA_SUMMARY.exists():
+    """The data report's summary figures, or None if preprocess wrote no report."""
+    if not DATA_REPORT.exists():
         return None
-    return read_json_object(DATA_SUMMARY, "preprocess")
+    return read_json_object(DATA_REPORT, "preprocess", required=("summary",))["summary"]
 
 
 def _summary_rows(summary: dict) -> list[list]:
@@ -113,8 +113,8 @@ def _data_report_section(summary: dict | None) -> list[str]:
     if summary is None:
         return []
     return [
-        "The data report of preprocess (`metrics/data.json`; the whole report, per class "
-        "and split, is `metrics/data_report.json`):",
+        "The data report of preprocess (its summary; the whole report, per class and "
+        "split, is `metrics/data_report.json`):",
         _table(["figure", "value"], _summary_rows(summary)),
     ]
 
