@@ -3,8 +3,9 @@
 Two files in ``metrics/``, both written by preprocess: ``data.json``, the figure
 that ``dvc metrics show`` lists beside the model's (the exact duplicates), and
 ``data_report.json``, the whole report with its summary figures: per class and
-split the image counts, the images skipped and why, the images that were resized, the exact duplicates (the
-same decoded pixels) and the hidden or stray entries that were left out.
+split the image counts, the images skipped and why, the images that were resized,
+the exact duplicates (the same decoded pixels) and the hidden or stray entries that
+were left out.
 
 For the built-in datasets the splits are the published ones, unchanged; the report
 counts the test images whose pixels also occur in the training set (none, exactly,
