@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 import bench
+from bench.arithmetic import peak
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
 from bench.onednn import measure_onednn
 from bench.pipeline_timing import REPOSITORY, copy_project, run_pipeline, timed_process
@@ -19,6 +20,7 @@ from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
 from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
+from bench.speed import measure_speed
 from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
 from mnistpipe.cli import one_line_argument_errors
@@ -31,8 +33,10 @@ from mnistpipe.params import check_params, load_params
 # default model; training, preset, bf16: the training arms (bench/comparison.py);
 # onednn: the default's training and serving and the tutorial's training with
 # TensorFlow's oneDNN kernels off and on (bench/onednn.py); scaling: cost at
-# 1x, 4x, 10x the training set.
-PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "scaling", "seeds")
+# 1x, 4x, 10x the training set; speed: the default's training before and after
+# each change of issue 28, alternated process by process, with its GFLOP/s
+# (bench/speed.py).
+PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "speed", "scaling", "seeds")
 # Parts that measure the model the pipeline's train stage wrote.
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
@@ -83,6 +87,18 @@ def parse_arguments(argv):
         help="training images of the oneDNN comparison's epochs (default 12000)",
     )
     parser.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=3,
+        help="rounds of the speed comparison, one process an arm each (default 3)",
+    )
+    parser.add_argument(
+        "--speed-images",
+        type=int,
+        default=12000,
+        help="training images of the speed comparison's epochs (default 12000)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -109,6 +125,8 @@ def parse_arguments(argv):
         parser.error("--bf16-images must be 0 (all) or a number of images")
     if arguments.onednn_rounds < 1 or arguments.onednn_images < 1:
         parser.error("--onednn-rounds and --onednn-images must be at least 1")
+    if arguments.speed_rounds < 1 or arguments.speed_images < 1:
+        parser.error("--speed-rounds and --speed-images must be at least 1")
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -189,7 +207,8 @@ def main(argv=None) -> int | None:
     arguments = parse_arguments(argv)
     parts = arguments.parts
     root = Path(tempfile.mkdtemp(prefix="mnistpipe-bench-"))
-    results = {"cpu_model": cpu_model(), "bench_parts": parts, "part_seconds": {}}
+    # The CPU's kind (AVX2 or AVX-512) and float32 peak, beside every arm's GFLOP/s.
+    results = {"cpu_model": cpu_model(), **peak(), "bench_parts": parts, "part_seconds": {}}
 
     def timed(part, function, *args, **options):
         started = time.perf_counter()
@@ -243,6 +262,11 @@ def main(argv=None) -> int | None:
                     arguments.onednn_rounds,
                     arguments.onednn_images,
                 )
+            )
+            save(results, arguments.results)
+        if "speed" in parts:
+            results.update(
+                timed("speed", measure_speed, root, arguments.speed_rounds, arguments.speed_images)
             )
             save(results, arguments.results)
         if "scaling" in parts:
