@@ -20,6 +20,7 @@ from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
 from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
+from bench.speed import ARMS as SPEED_ARMS
 from bench.speed import measure_speed
 from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
@@ -99,6 +100,12 @@ def parse_arguments(argv):
         help="training images of the speed comparison's epochs (default 12000)",
     )
     parser.add_argument(
+        "--speed-arms",
+        default=",".join(SPEED_ARMS),
+        help=f"comma-separated arms of the speed comparison, the first the baseline "
+        f"(default {','.join(SPEED_ARMS)})",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -127,6 +134,12 @@ def parse_arguments(argv):
         parser.error("--onednn-rounds and --onednn-images must be at least 1")
     if arguments.speed_rounds < 1 or arguments.speed_images < 1:
         parser.error("--speed-rounds and --speed-images must be at least 1")
+    arguments.speed_arm_names = [name.strip() for name in arguments.speed_arms.split(",")]
+    if not set(arguments.speed_arm_names) <= set(SPEED_ARMS) or len(arguments.speed_arm_names) < 2:
+        parser.error(
+            f"--speed-arms is {arguments.speed_arms!r}; expected two or more of "
+            f"{', '.join(SPEED_ARMS)}"
+        )
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -266,7 +279,14 @@ def main(argv=None) -> int | None:
             save(results, arguments.results)
         if "speed" in parts:
             results.update(
-                timed("speed", measure_speed, root, arguments.speed_rounds, arguments.speed_images)
+                timed(
+                    "speed",
+                    measure_speed,
+                    root,
+                    arguments.speed_rounds,
+                    arguments.speed_images,
+                    arguments.speed_arm_names,
+                )
             )
             save(results, arguments.results)
         if "scaling" in parts:

@@ -24,6 +24,13 @@ GOALS = [
         3.0,
         "{:.2f}",
     ),
+    (
+        "default training speed-up, issue 28 / before",
+        "default_train_speedup",
+        ">=",
+        1.4,
+        "{:.2f}",
+    ),
     ("throughput ratio (quickstart_cnn / tutorial)", "throughput_ratio", ">=", 3.0, "{:.2f}"),
     (
         "time-to-accuracy ratio (tutorial / preset)",
@@ -111,6 +118,11 @@ def cpu_model() -> str:
 
 def report(results: dict, results_path: Path = RESULTS) -> None:
     print(f"\nCPU: {results['cpu_model']}")
+    if results.get("peak_gflops"):
+        print(
+            f"CPU kind {results['cpu_kind']}, float32 peak {results['peak_gflops']:.0f} GFLOP/s "
+            f"({results['peak_assumption']}; oneDNN capped at {results['peak_isa_cap']})"
+        )
     print(f"{'figure':<46} {'measured':>10} {'goal':>10}")
     for label, value, relation, goal, form, met in verdicts(results):
         print(
@@ -193,6 +205,26 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             + f"; one image's serving latency {results['onednn_single_image_latency_ratio']:.2f}x"
             + "; reruns identical within each setting: "
             + ("yes" if results["onednn_reruns_identical"] else "NO")
+        )
+    if "speed_arms" in results:
+        print(
+            f"training speed, the default's second epoch on {results['speed_images']} images "
+            "with its validation pass, one process an arm, alternated:"
+        )
+        for name, arm in results["speed_arms"].items():
+            share = arm["share_of_peak"]
+            print(
+                f"  {name:<28} {arm['speedup']:.2f}x (min {arm['speedup_min']:.2f}, max "
+                f"{arm['speedup_max']:.2f}), {arm['train_images_per_second']:.0f} images/s, "
+                f"{arm['gflops']:.1f} GFLOP/s"
+                + (f" ({share:.0%} of peak)" if share is not None else "")
+                + f", validation {arm['validation_share']:.0%} of the epoch, reruns identical: "
+                + ("yes" if arm["reruns_identical"] else "NO")
+            )
+    if results.get("gflops_per_arm"):
+        print(
+            "training arms, GFLOP/s: "
+            + ", ".join(f"{name} {rate:.1f}" for name, rate in results["gflops_per_arm"].items())
         )
     if "scaling" in results:
         print("scaling (TFRecord, 1 epoch):")

@@ -423,3 +423,70 @@ def test_a_broken_params_yaml_is_one_line_and_status_2_before_any_work(
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: python -m bench: "), error
     assert fragment in error, error
+
+
+def test_training_flops_are_counted_from_the_layers_and_the_peak_from_the_cpu():
+    from bench.arithmetic import peak, training_flops_per_image
+    from mnistpipe.models import build_quickstart_cnn
+
+    # Forward, input and weight gradients of Conv2D(32, 3), Dense(128), Dense(10),
+    # less the first layer's input gradient, two FLOPs a multiply-add.
+    macs = 26 * 26 * 9 * 32 + 26 * 26 * 32 * 128 + 128 * 10
+    assert training_flops_per_image(build_quickstart_cnn()) == 2 * (3 * macs - 26 * 26 * 9 * 32)
+    cpuinfo = "model name\t: AMD EPYC\ncpu MHz\t\t: 2500.000\nflags\t\t: sse2 avx2 avx512f\n"
+    figures = peak(cpuinfo, cores=2, isa_cap="")
+    assert (figures["cpu_kind"], figures["peak_gflops"]) == ("AVX-512", 2 * 2.5 * 2 * 16 * 2)
+    # oneDNN capped at AVX2 cannot use the wider vectors: the AVX2 peak.
+    assert peak(cpuinfo, cores=2, isa_cap="AVX2")["peak_gflops"] == 2 * 2.5 * 2 * 8 * 2
+    avx2_only = cpuinfo.replace(" avx512f", "")
+    assert peak(avx2_only, cores=2, isa_cap="")["cpu_kind"] == "AVX2"
+
+
+def test_the_speed_summary_takes_each_arm_s_ratio_to_the_first_inside_each_round():
+    from bench.speed import summarize_speed
+
+    def run(rate, weights):
+        return {
+            "images": 100,
+            "epoch_seconds": 100 / rate,
+            "validation_seconds": 10 / rate,
+            "train_images_per_second": rate,
+            "train_flops_per_image": 45e6,
+            "gflops": rate * 0.05,
+            "peak": {"peak_gflops": 100.0, "cpu_kind": "AVX2"},
+            "weights_sha256": weights,
+        }
+
+    summary = summarize_speed(
+        {
+            "before": [run(100, "a"), run(50, "a"), run(100, "a")],
+            "default": [run(150, "b"), run(100, "b"), run(300, "c")],
+        }
+    )
+    default = summary["speed_arms"]["default"]
+    assert (default["speedup"], default["speedup_min"], default["speedup_max"]) == (2, 1.5, 3)
+    assert summary["default_train_speedup"] == 2
+    assert default["share_of_peak"] == 7.5 / 100
+    assert default["validation_share"] == pytest.approx(0.1)
+    assert summary["speed_arms"]["before"]["reruns_identical"] is True
+    assert default["reruns_identical"] is False
+    assert summary["cpu_kind"] == "AVX2"
+
+
+def test_the_speed_comparison_runs_each_arm_in_a_process_of_its_own(tmp_path, monkeypatch, capsys):
+    results = run_bench(
+        tmp_path,
+        monkeypatch,
+        "--only",
+        "speed",
+        "--speed-rounds",
+        "1",
+        "--speed-images",
+        "100",
+        "--speed-arms",
+        "before,default",
+    )
+    assert set(results["speed_arms"]) == {"before", "default"}
+    assert results["speed_arms"]["default"]["gflops"] > 0
+    assert results["cpu_kind"] in ("AVX2", "AVX-512", "SSE")
+    assert "default training speed-up, issue 28 / before" in capsys.readouterr().out
