@@ -14,6 +14,7 @@ import yaml
 import bench
 from bench.arithmetic import peak
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
+from bench.frontier import measure_frontier
 from bench.onednn import measure_onednn
 from bench.pipeline_timing import REPOSITORY, copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
@@ -37,7 +38,10 @@ from mnistpipe.params import check_params, load_params
 # 1x, 4x, 10x the training set; speed: the default's training before and after
 # each change of issue 28, alternated process by process, with its GFLOP/s
 # (bench/speed.py).
-PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "speed", "scaling", "seeds")
+# frontier: the accuracy-for-time presets, each with several seeds (hours on
+# two cores), so only when --only names it (bench/frontier.py).
+PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "speed", "scaling", "seeds", "frontier")
+DEFAULT_PARTS = tuple(part for part in PARTS if part != "frontier")
 # Parts that measure the model the pipeline's train stage wrote.
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
@@ -51,7 +55,9 @@ def parse_arguments(argv):
         "--seeds", type=int, default=1, help="seeds of the default params (default 1)"
     )
     parser.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated parts (default all: {PARTS})"
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated parts of {PARTS} (default all but frontier)",
     )
     parser.add_argument(
         "--limit",
@@ -106,6 +112,18 @@ def parse_arguments(argv):
         f"(default {','.join(SPEED_ARMS)})",
     )
     parser.add_argument(
+        "--frontier-seeds",
+        type=int,
+        default=3,
+        help="seeds of each frontier preset (default 3)",
+    )
+    parser.add_argument(
+        "--frontier-max-epochs",
+        type=int,
+        default=0,
+        help="cap every frontier preset's epochs, for a smoke run (default 0: no cap)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -140,6 +158,8 @@ def parse_arguments(argv):
             f"--speed-arms is {arguments.speed_arms!r}; expected two or more of "
             f"{', '.join(SPEED_ARMS)}"
         )
+    if arguments.frontier_seeds < 1 or arguments.frontier_max_epochs < 0:
+        parser.error("--frontier-seeds must be at least 1 and --frontier-max-epochs at least 0")
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -297,6 +317,17 @@ def main(argv=None) -> int | None:
                 root,
                 arguments.factors,
                 arguments.limit,
+            )
+            save(results, arguments.results)
+        if "frontier" in parts:
+            results.update(
+                timed(
+                    "frontier",
+                    measure_frontier,
+                    root,
+                    arguments.frontier_seeds,
+                    arguments.frontier_max_epochs,
+                )
             )
             save(results, arguments.results)
         if "seeds" in parts or "pipeline" in parts:

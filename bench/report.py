@@ -215,11 +215,31 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             share = arm["share_of_peak"]
             print(
                 f"  {name:<28} {arm['speedup']:.2f}x (min {arm['speedup_min']:.2f}, max "
-                f"{arm['speedup_max']:.2f}), {arm['train_images_per_second']:.0f} images/s, "
+                f"{arm['speedup_max']:.2f}; by CPU time {arm['cpu_time_speedup']:.2f}x), "
+                f"{arm['train_images_per_second']:.0f} images/s, "
                 f"{arm['gflops']:.1f} GFLOP/s"
                 + (f" ({share:.0%} of peak)" if share is not None else "")
                 + f", validation {arm['validation_share']:.0%} of the epoch, reruns identical: "
                 + ("yes" if arm["reruns_identical"] else "NO")
+            )
+    if "frontier" in results:
+        print(
+            "frontier (the tutorial's 5 epochs took "
+            f"{results['frontier_tutorial_seconds']:.1f} s; test accuracy mean / min over "
+            "seeds, chosen on validation):"
+        )
+        print(
+            f"  {'preset':<6} {'x tutorial':>10} {'val':>7} {'test':>15} {'flip TTA':>15} "
+            f"{'TTA serving cost':>16} {'goal':>6}"
+        )
+        for name, row in results["frontier"].items():
+            met = "ok" if row["test_accuracy_mean"] >= row["goal"] else "MISSED"
+            print(
+                f"  {name:<6} {row['tutorial_multiple']:>10.2f} {row['val_accuracy_mean']:>7.4f} "
+                f"{row['test_accuracy_mean']:.4f}/{row['test_accuracy_min']:.4f} "
+                f"{row['tta_test_accuracy_mean']:>7.4f}/{row['tta_test_accuracy_min']:.4f} "
+                f"{row['tta_serving_cost']:>15.2f}x {row['goal']:>6.3f} {met} "
+                f"({row['seeds']} seeds)"
             )
     if results.get("gflops_per_arm"):
         print(

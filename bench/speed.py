@@ -52,7 +52,8 @@ def measure_speed(root: Path, rounds: int = 2, images: int = 12000, arms=tuple(A
             print(
                 f"  speed {name:<28} round {round_number}: "
                 f"{figures['train_images_per_second']:6.0f} images/s, "
-                f"{figures['gflops']:5.1f} GFLOP/s, validation "
+                f"{figures['gflops']:5.1f} GFLOP/s, "
+                f"{figures['train_images_per_cpu_second']:6.0f} images/CPU s, validation "
                 f"{figures['validation_seconds']:.1f} of {figures['epoch_seconds']:.1f} s",
                 flush=True,
             )
@@ -70,12 +71,17 @@ def summarize_speed(figures_by_arm: dict[str, list[dict]]) -> dict:
             run["train_images_per_second"] / base["train_images_per_second"]
             for base, run in zip(first, runs, strict=True)
         ]
+        cpu_speedups = [
+            run["train_images_per_cpu_second"] / base["train_images_per_cpu_second"]
+            for base, run in zip(first, runs, strict=True)
+        ]
         gflops = statistics.median(run["gflops"] for run in runs)
         arms[name] = {
             "settings": ARMS.get(name),
             "speedup": statistics.median(speedups),
             "speedup_min": min(speedups),
             "speedup_max": max(speedups),
+            "cpu_time_speedup": statistics.median(cpu_speedups),
             "train_images_per_second": statistics.median(
                 run["train_images_per_second"] for run in runs
             ),
@@ -114,6 +120,7 @@ def measure_one_arm(root: Path, images: int, arm: str) -> dict:
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.cpu_started = time.process_time()
 
         def on_test_begin(self, logs=None):
             self.validation_started = time.perf_counter()
@@ -123,6 +130,7 @@ def measure_one_arm(root: Path, images: int, arm: str) -> dict:
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds = time.perf_counter() - self.started
+            self.cpu_seconds = time.process_time() - self.cpu_started
 
     models.FusedBatchNormalization.use_fused_op = ARMS[arm]["fused_batch_norm"]
     params = load_params(root / paths.PARAMS)
@@ -142,6 +150,10 @@ def measure_one_arm(root: Path, images: int, arm: str) -> dict:
         "epoch_seconds": timer.seconds,
         "validation_seconds": timer.validation_seconds,
         "train_images_per_second": len(train[1]) / timer.seconds,
+        # Images per second of this process's CPU time (all its threads): on a
+        # machine shared with other work, less sensitive than wall time to how
+        # much of the cores the others took.
+        "train_images_per_cpu_second": len(train[1]) / timer.cpu_seconds,
         "train_flops_per_image": train_flops,
         # The epoch's arithmetic, its validation pass included, over its wall time.
         "gflops": arithmetic / timer.seconds / 1e9,

@@ -451,6 +451,7 @@ def test_the_speed_summary_takes_each_arm_s_ratio_to_the_first_inside_each_round
             "epoch_seconds": 100 / rate,
             "validation_seconds": 10 / rate,
             "train_images_per_second": rate,
+            "train_images_per_cpu_second": rate / 2,
             "train_flops_per_image": 45e6,
             "gflops": rate * 0.05,
             "peak": {"peak_gflops": 100.0, "cpu_kind": "AVX2"},
@@ -466,6 +467,7 @@ def test_the_speed_summary_takes_each_arm_s_ratio_to_the_first_inside_each_round
     default = summary["speed_arms"]["default"]
     assert (default["speedup"], default["speedup_min"], default["speedup_max"]) == (2, 1.5, 3)
     assert summary["default_train_speedup"] == 2
+    assert default["cpu_time_speedup"] == 2
     assert default["share_of_peak"] == 7.5 / 100
     assert default["validation_share"] == pytest.approx(0.1)
     assert summary["speed_arms"]["before"]["reruns_identical"] is True
@@ -490,3 +492,39 @@ def test_the_speed_comparison_runs_each_arm_in_a_process_of_its_own(tmp_path, mo
     assert results["speed_arms"]["default"]["gflops"] > 0
     assert results["cpu_kind"] in ("AVX2", "AVX-512", "SSE")
     assert "default training speed-up, issue 28 / before" in capsys.readouterr().out
+
+
+def test_a_frontier_row_gives_mean_and_minimum_over_seeds_and_the_wall_against_the_tutorial():
+    from bench.frontier import FRONTIER_PRESETS, summarize_preset
+
+    def run(seconds, val, test, flipped):
+        return {
+            "train_seconds": seconds,
+            "val_accuracy": val,
+            "test_accuracy": test,
+            "tta_test_accuracy": flipped,
+        }
+
+    settings = {**FRONTIER_PRESETS["3x"], "optimizer": "adam"}
+    row = summarize_preset(
+        "3x",
+        settings,
+        [run(300, 0.93, 0.932, 0.935), run(330, 0.94, 0.938, 0.941)],
+        105.0,
+        {"none": 6000.0, "flip": 3000.0},
+    )
+    assert row["tutorial_multiple"] == 3.0
+    assert row["test_accuracy_mean"] == pytest.approx(0.935)
+    assert (row["test_accuracy_min"], row["tta_test_accuracy_min"]) == (0.932, 0.935)
+    assert row["tta_serving_cost"] == 2.0
+    # The row names the preset's own settings, as a user pastes them into params.yaml.
+    assert row["settings"] == FRONTIER_PRESETS["3x"]
+    assert row["goal"] == 0.935
+
+
+def test_the_default_train_params_are_the_3x_frontier_preset():
+    from bench.frontier import FRONTIER_PRESETS
+    from mnistpipe.params import load_params
+
+    train = load_params(Path(__file__).resolve().parent.parent / "params.yaml")["train"]
+    assert {key: train[key] for key in FRONTIER_PRESETS["3x"]} == FRONTIER_PRESETS["3x"]
