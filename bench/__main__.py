@@ -106,6 +106,12 @@ def parse_arguments(argv):
         help="training images of the speed comparison's epochs (default 12000)",
     )
     parser.add_argument(
+        "--speed-steps",
+        type=int,
+        default=60,
+        help="steps of each arm in the step-alternated speed comparison (default 60)",
+    )
+    parser.add_argument(
         "--speed-arms",
         default=",".join(SPEED_ARMS),
         help=f"comma-separated arms of the speed comparison, the first the baseline "
@@ -150,8 +156,8 @@ def parse_arguments(argv):
         parser.error("--bf16-images must be 0 (all) or a number of images")
     if arguments.onednn_rounds < 1 or arguments.onednn_images < 1:
         parser.error("--onednn-rounds and --onednn-images must be at least 1")
-    if arguments.speed_rounds < 1 or arguments.speed_images < 1:
-        parser.error("--speed-rounds and --speed-images must be at least 1")
+    if min(arguments.speed_rounds, arguments.speed_images, arguments.speed_steps) < 1:
+        parser.error("--speed-rounds, --speed-images and --speed-steps must be at least 1")
     arguments.speed_arm_names = [name.strip() for name in arguments.speed_arms.split(",")]
     if not set(arguments.speed_arm_names) <= set(SPEED_ARMS) or len(arguments.speed_arm_names) < 2:
         parser.error(
@@ -306,6 +312,7 @@ def main(argv=None) -> int | None:
                     arguments.speed_rounds,
                     arguments.speed_images,
                     arguments.speed_arm_names,
+                    arguments.speed_steps,
                 )
             )
             save(results, arguments.results)

@@ -222,6 +222,15 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
                 + f", validation {arm['validation_share']:.0%} of the epoch, reruns identical: "
                 + ("yes" if arm["reruns_identical"] else "NO")
             )
+    if "step_arms" in results:
+        print(
+            "training steps alternated one by one in one process, per-image speed-up over the "
+            "first (median step; 10th-percentile step): "
+            + ", ".join(
+                f"{name} {arm['speedup']:.2f}x; {arm['speedup_p10']:.2f}x"
+                for name, arm in results["step_arms"].items()
+            )
+        )
     if "frontier" in results:
         print(
             "frontier (the tutorial's 5 epochs took "

@@ -40,8 +40,13 @@ ARMS = {
 }
 
 
-def measure_speed(root: Path, rounds: int = 2, images: int = 12000, arms=tuple(ARMS)) -> dict:
-    """``rounds`` rounds of one process an arm; their summary (summarize_speed)."""
+def measure_speed(
+    root: Path, rounds: int = 2, images: int = 12000, arms=tuple(ARMS), steps: int = 60
+) -> dict:
+    """``rounds`` rounds of one process an arm (summarize_speed), then ``steps`` alternated steps.
+
+    (measure_steps, in this process.)
+    """
     figures_by_arm: dict[str, list[dict]] = {name: [] for name in arms}
     for round_number in range(1, rounds + 1):
         for name in arms:
@@ -57,7 +62,7 @@ def measure_speed(root: Path, rounds: int = 2, images: int = 12000, arms=tuple(A
                 f"{figures['validation_seconds']:.1f} of {figures['epoch_seconds']:.1f} s",
                 flush=True,
             )
-    return summarize_speed(figures_by_arm)
+    return {**summarize_speed(figures_by_arm), **measure_steps(steps)}
 
 
 def summarize_speed(figures_by_arm: dict[str, list[dict]]) -> dict:
@@ -165,3 +170,82 @@ def measure_one_arm(root: Path, images: int, arm: str) -> dict:
 if __name__ == "__main__":
     figures = measure_one_arm(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
     Path(sys.argv[4]).write_text(json.dumps(figures))
+
+
+# Step-alternated arms: (fused batch norm, batch size). Measured in one process,
+# one training step of each arm in turn, so that other work on a shared machine
+# slows every arm alike; the arm processes above include the input pipeline,
+# validation and Keras' fit, these the model's step alone.
+STEP_ARMS = {
+    "before": (False, 128),
+    "fused_batch_norm": (True, 128),
+    "fused_batch_norm_batch_64": (True, 64),
+}
+
+
+def measure_steps(steps: int = 60, model_name: str = "convnet") -> dict:
+    """Training steps of ``model_name`` alternated arm by arm; per-image speed-ups over the first.
+
+    The median step and the 10th-percentile step (the least disturbed) of each
+    arm, per image, give two speed-ups; the steps train on one fixed batch of
+    random images under op determinism, as the train stage's steps run.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mnistpipe import models
+    from mnistpipe.recipe import make_loss
+    from mnistpipe.seeding import seed_everything
+
+    seed_everything(0, True)
+    loss_function = make_loss()
+    arms = {}
+    for name, (fused, batch_size) in STEP_ARMS.items():
+        # Read when the step is traced, just below, so each arm keeps its own computation.
+        models.FusedBatchNormalization.use_fused_op = fused
+        model = models.build_model(model_name, 0.2)
+        optimizer = keras.optimizers.Adam(0.002)
+        optimizer.build(model.trainable_variables)
+        generator = np.random.default_rng(0)
+        images = tf.constant(generator.random((batch_size, *model.input_shape[1:]), "float32"))
+        labels = tf.constant(generator.integers(0, 10, batch_size))
+
+        @tf.function
+        def step(images, labels, model=model, optimizer=optimizer):
+            with tf.GradientTape() as tape:
+                loss = loss_function(labels, model(images, training=True))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+
+        step(images, labels)  # Traced here, outside the timing.
+        arms[name] = (step, images, labels, batch_size)
+    models.FusedBatchNormalization.use_fused_op = True
+    seconds_per_image: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(steps):
+        for name, (step, images, labels, batch_size) in arms.items():
+            started = time.perf_counter()
+            step(images, labels)
+            seconds_per_image[name].append((time.perf_counter() - started) / batch_size)
+    return summarize_steps(seconds_per_image)
+
+
+def summarize_steps(seconds_per_image: dict[str, list[float]]) -> dict:
+    """Per-image speed-ups of each arm over the first, at the median and 10th-percentile step."""
+
+    def percentile(values, fraction):
+        return sorted(values)[int(fraction * (len(values) - 1))]
+
+    names = list(seconds_per_image)
+    first = seconds_per_image[names[0]]
+    return {
+        "step_arms": {
+            name: {
+                "speedup": percentile(first, 0.5) / percentile(values, 0.5),
+                "speedup_p10": percentile(first, 0.1) / percentile(values, 0.1),
+                "images_per_second": 1 / percentile(values, 0.5),
+                "steps": len(values),
+            }
+            for name, values in seconds_per_image.items()
+        }
+    }

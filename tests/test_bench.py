@@ -487,10 +487,13 @@ def test_the_speed_comparison_runs_each_arm_in_a_process_of_its_own(tmp_path, mo
         "100",
         "--speed-arms",
         "before,default",
+        "--speed-steps",
+        "2",
     )
     assert set(results["speed_arms"]) == {"before", "default"}
     assert results["speed_arms"]["default"]["gflops"] > 0
     assert results["cpu_kind"] in ("AVX2", "AVX-512", "SSE")
+    assert results["step_arms"]["fused_batch_norm"]["steps"] == 2
     assert "default training speed-up, issue 28 / before" in capsys.readouterr().out
 
 
