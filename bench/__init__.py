@@ -14,6 +14,11 @@ inside one invocation:
    apart); every later epoch is one round, and a ratio is taken inside each round.
 3. The exported SavedModel from step 1, in batches and one image at a time
    (bench/serving.py).
+4. The default's training before and after issue 28's changes, each arm a
+   process alternated round by round, and training steps alternated one by one
+   (bench/speed.py), every arm's GFLOP/s beside the CPU's peak
+   (bench/arithmetic.py); the accuracy-for-time presets, only on request
+   (bench/frontier.py).
 
 bench/report.py prints every figure against its goal; bench/results.json keeps them.
 """

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -12,13 +13,17 @@ from pathlib import Path
 import yaml
 
 import bench
+from bench.arithmetic import peak
 from bench.comparison import ARMS_OF_PART, compare_training, summarize_training
+from bench.frontier import measure_frontier
 from bench.onednn import measure_onednn, measure_portable
 from bench.pipeline_timing import REPOSITORY, copy_project, run_pipeline, timed_process
 from bench.report import RESULTS, cpu_model, report, rounded
 from bench.scaling import FACTORS, measure_scaling
 from bench.seeds import stage_run, summarize_seeds, train_more_seeds
 from bench.serving import measure_model_serving, measure_serving
+from bench.speed import ARMS as SPEED_ARMS
+from bench.speed import measure_speed
 from bench.test_time_augmentation import measure_test_time_augmentation
 from mnistpipe import interrupts
 from mnistpipe.cli import one_line_argument_errors
@@ -33,8 +38,23 @@ from mnistpipe.params import check_params, load_params
 # onednn: the default's training and serving and the tutorial's training with
 # TensorFlow's oneDNN kernels off and on (bench/onednn.py); scaling: cost at
 # 1x, 4x, 10x the training set; portable: the kernels that give the same bytes on every
-# machine (AVX2, 1, 2 or 4 threads) against the machine's own (bench/onednn.py).
-PARTS = ("pipeline", "tta", *ARMS_OF_PART, "onednn", "portable", "scaling", "seeds")
+# machine (AVX2, 1, 2 or 4 threads) against the machine's own (bench/onednn.py); speed:
+# the default's training before and after each speed change, alternated process by
+# process, with its GFLOP/s (bench/speed.py).
+# frontier: the accuracy-for-time presets, each with several seeds (hours on
+# two cores), so only when --only names it (bench/frontier.py).
+PARTS = (
+    "pipeline",
+    "tta",
+    *ARMS_OF_PART,
+    "onednn",
+    "portable",
+    "speed",
+    "scaling",
+    "seeds",
+    "frontier",
+)
+DEFAULT_PARTS = tuple(part for part in PARTS if part != "frontier")
 # Parts that measure the model the pipeline's train stage wrote.
 NEEDS_TRAINED_MODEL = {"pipeline", "tta", "seeds"}
 
@@ -48,7 +68,9 @@ def parse_arguments(argv):
         "--seeds", type=int, default=1, help="seeds of the default params (default 1)"
     )
     parser.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated parts (default all: {PARTS})"
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated parts of {PARTS} (default all but frontier)",
     )
     parser.add_argument(
         "--limit",
@@ -85,6 +107,42 @@ def parse_arguments(argv):
         help="training images of the oneDNN comparison's epochs (default 12000)",
     )
     parser.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=3,
+        help="rounds of the speed comparison, one process an arm each (default 3)",
+    )
+    parser.add_argument(
+        "--speed-images",
+        type=int,
+        default=12000,
+        help="training images of the speed comparison's epochs (default 12000)",
+    )
+    parser.add_argument(
+        "--speed-steps",
+        type=int,
+        default=60,
+        help="steps of each arm in the step-alternated speed comparison (default 60)",
+    )
+    parser.add_argument(
+        "--speed-arms",
+        default=",".join(SPEED_ARMS),
+        help=f"comma-separated arms of the speed comparison, the first the baseline "
+        f"(default {','.join(SPEED_ARMS)})",
+    )
+    parser.add_argument(
+        "--frontier-seeds",
+        type=int,
+        default=3,
+        help="seeds of each frontier preset (default 3)",
+    )
+    parser.add_argument(
+        "--frontier-max-epochs",
+        type=int,
+        default=0,
+        help="cap every frontier preset's epochs, for a smoke run (default 0: no cap)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -103,6 +161,17 @@ def parse_arguments(argv):
     unknown = sorted(set(arguments.parts) - set(PARTS))
     if unknown:
         parser.error(f"--only names {', '.join(unknown)}; expected some of {', '.join(PARTS)}")
+    # oneDNN's bfloat16 kernels need AVX-512 BF16 (or AMX): under the portable kernels' cap
+    # (mnistpipe/__init__, ONEDNN_MAX_CPU_ISA=AVX2) it aborts the process instead.
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if "bf16" in arguments.parts and cap.startswith(("SSE", "AVX2", "AVX_")):
+        if arguments.only != ",".join(DEFAULT_PARTS):
+            parser.error(
+                f"--only bf16 needs oneDNN's bfloat16 kernels (AVX-512 BF16), which "
+                f"ONEDNN_MAX_CPU_ISA={cap} leaves out: run it with MNISTPIPE_PORTABLE=0"
+            )
+        print(f"bench: bf16 left out: ONEDNN_MAX_CPU_ISA={cap} (MNISTPIPE_PORTABLE=0 runs it)")
+        arguments.parts.remove("bf16")
     if arguments.epochs < 2:
         parser.error("--epochs must be at least 2: one warm-up epoch and one round")
     if arguments.bf16_epochs < 2:
@@ -111,6 +180,16 @@ def parse_arguments(argv):
         parser.error("--bf16-images must be 0 (all) or a number of images")
     if arguments.onednn_rounds < 1 or arguments.onednn_images < 1:
         parser.error("--onednn-rounds and --onednn-images must be at least 1")
+    if min(arguments.speed_rounds, arguments.speed_images, arguments.speed_steps) < 1:
+        parser.error("--speed-rounds, --speed-images and --speed-steps must be at least 1")
+    arguments.speed_arm_names = [name.strip() for name in arguments.speed_arms.split(",")]
+    if not set(arguments.speed_arm_names) <= set(SPEED_ARMS) or len(arguments.speed_arm_names) < 2:
+        parser.error(
+            f"--speed-arms is {arguments.speed_arms!r}; expected two or more of "
+            f"{', '.join(SPEED_ARMS)}"
+        )
+    if arguments.frontier_seeds < 1 or arguments.frontier_max_epochs < 0:
+        parser.error("--frontier-seeds must be at least 1 and --frontier-max-epochs at least 0")
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -191,7 +270,8 @@ def main(argv=None) -> int | None:
     arguments = parse_arguments(argv)
     parts = arguments.parts
     root = Path(tempfile.mkdtemp(prefix="mnistpipe-bench-"))
-    results = {"cpu_model": cpu_model(), "bench_parts": parts, "part_seconds": {}}
+    # The CPU's kind (AVX2 or AVX-512) and float32 peak, beside every arm's GFLOP/s.
+    results = {"cpu_model": cpu_model(), **peak(), "bench_parts": parts, "part_seconds": {}}
 
     def timed(part, function, *args, **options):
         started = time.perf_counter()
@@ -258,6 +338,19 @@ def main(argv=None) -> int | None:
                 )
             )
             save(results, arguments.results)
+        if "speed" in parts:
+            results.update(
+                timed(
+                    "speed",
+                    measure_speed,
+                    root,
+                    arguments.speed_rounds,
+                    arguments.speed_images,
+                    arguments.speed_arm_names,
+                    arguments.speed_steps,
+                )
+            )
+            save(results, arguments.results)
         if "scaling" in parts:
             results["scaling"] = timed(
                 "scaling",
@@ -266,6 +359,17 @@ def main(argv=None) -> int | None:
                 root,
                 arguments.factors,
                 arguments.limit,
+            )
+            save(results, arguments.results)
+        if "frontier" in parts:
+            results.update(
+                timed(
+                    "frontier",
+                    measure_frontier,
+                    root,
+                    arguments.frontier_seeds,
+                    arguments.frontier_max_epochs,
+                )
             )
             save(results, arguments.results)
         if "seeds" in parts or "pipeline" in parts:

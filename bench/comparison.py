@@ -6,13 +6,10 @@ import sys
 import threading
 from pathlib import Path
 
+from bench.arithmetic import training_flops_per_image
 from bench.arms import Arm, pipeline_arm, tutorial_arm
 from bench.turns import Turns
 
-# Training FLOPs per image of the quickstart model (forward, input and weight
-# gradients of Conv2D(32, 3), Dense(128), Dense(10)), to compare with the CPU's
-# arithmetic limit.
-QUICKSTART_TRAIN_FLOP_PER_IMAGE = 17.4e6
 # The quickstart_cnn arm: the tutorial's model and epochs, with the pipeline's
 # levers. Batches of 512 keep both cores busy in large matrix products (the
 # tutorial's 32 spend most of a step in per-step overhead); the learning rate is
@@ -169,6 +166,9 @@ def summarize_training(training: dict) -> dict:
             name: [figures["seconds"] for figures in arm.epochs] for name, arm in arms.items()
         },
     }
+    summary["gflops_per_arm"] = {
+        name: steady_rate(arm) * arm_training_flops(arm) / 1e9 for name, arm in arms.items()
+    }
     if "tutorial" in arms:
         tutorial = arms["tutorial"]
         summary.update(
@@ -184,6 +184,18 @@ def summarize_training(training: dict) -> dict:
     if "bfloat16" in arms:
         summary.update(precision_summary(arms["float32"], arms["bfloat16"]))
     return summary
+
+
+def arm_training_flops(arm: Arm) -> float:
+    """Training FLOPs of one image of ``arm``'s model, counted from its layers.
+
+    The tutorial's model is the quickstart's, built here to be counted.
+    """
+    if arm.model is None:
+        from mnistpipe.models import build_quickstart_cnn
+
+        return training_flops_per_image(build_quickstart_cnn())
+    return training_flops_per_image(arm.model)
 
 
 def steady_rate(arm: Arm) -> float:
@@ -205,7 +217,7 @@ def throughput_summary(tutorial: Arm, quickstart: Arm, epochs: int) -> dict:
         "throughput_ratio_max": max(ratios),
         "quickstart_params": QUICKSTART_PARAMS,
         "quickstart_images_per_second": quickstart_rate,
-        "quickstart_gflops": quickstart_rate * QUICKSTART_TRAIN_FLOP_PER_IMAGE / 1e9,
+        "quickstart_gflops": quickstart_rate * arm_training_flops(quickstart) / 1e9,
         "quickstart_final_test_accuracy": quickstart.epochs[epochs - 1]["test_accuracy"],
     }
 

@@ -117,6 +117,7 @@ def measure_one_arm(root: Path, images: int) -> dict:
     # isort: on
     import keras
 
+    from bench.arithmetic import training_flops_per_image
     from bench.reference import quickstart
     from bench.serving import measure_model_serving
     from mnistpipe import paths
@@ -165,6 +166,8 @@ def measure_one_arm(root: Path, images: int) -> dict:
         "same_bytes_everywhere": portable_kernels()["same_bytes_everywhere"],
         "images": len(train[1]),
         "train_images_per_second": len(train[1]) / timer.seconds,
+        # Its arithmetic rate (bench/arithmetic.py), the validation pass not counted.
+        "train_gflops": len(train[1]) / timer.seconds * training_flops_per_image(model) / 1e9,
         "serving_images_per_second": serving["serving_images_per_second"],
         "serving_single_ms_p50": serving["serving_single_ms_p50"],
         "tutorial_images_per_second": tutorial_rate,

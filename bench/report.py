@@ -24,6 +24,13 @@ GOALS = [
         3.0,
         "{:.2f}",
     ),
+    (
+        "default training speed-up, issue 28 / before",
+        "default_train_speedup",
+        ">=",
+        1.4,
+        "{:.2f}",
+    ),
     ("throughput ratio (quickstart_cnn / tutorial)", "throughput_ratio", ">=", 3.0, "{:.2f}"),
     (
         "time-to-accuracy ratio (tutorial / preset)",
@@ -111,6 +118,11 @@ def cpu_model() -> str:
 
 def report(results: dict, results_path: Path = RESULTS) -> None:
     print(f"\nCPU: {results['cpu_model']}")
+    if results.get("peak_gflops"):
+        print(
+            f"CPU kind {results['cpu_kind']}, float32 peak {results['peak_gflops']:.0f} GFLOP/s "
+            f"({results['peak_assumption']}; oneDNN capped at {results['peak_isa_cap']})"
+        )
     print(f"{'figure':<46} {'measured':>10} {'goal':>10}")
     for label, value, relation, goal, form, met in verdicts(results):
         print(
@@ -211,6 +223,55 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
                 if results["portable_same_weights_as_own"]
                 else "no (its own kernels add in another order)"
             )
+        )
+    if "speed_arms" in results:
+        print(
+            f"training speed, the default's second epoch on {results['speed_images']} images "
+            "with its validation pass, one process an arm, alternated:"
+        )
+        for name, arm in results["speed_arms"].items():
+            share = arm["share_of_peak"]
+            print(
+                f"  {name:<28} {arm['speedup']:.2f}x (min {arm['speedup_min']:.2f}, max "
+                f"{arm['speedup_max']:.2f}; by CPU time {arm['cpu_time_speedup']:.2f}x), "
+                f"{arm['train_images_per_second']:.0f} images/s, "
+                f"{arm['gflops']:.1f} GFLOP/s"
+                + (f" ({share:.0%} of peak)" if share is not None else "")
+                + f", validation {arm['validation_share']:.0%} of the epoch, reruns identical: "
+                + ("yes" if arm["reruns_identical"] else "NO")
+            )
+    if "step_arms" in results:
+        print(
+            "training steps alternated one by one in one process, per-image speed-up over the "
+            "first (median step; 10th-percentile step): "
+            + ", ".join(
+                f"{name} {arm['speedup']:.2f}x; {arm['speedup_p10']:.2f}x"
+                for name, arm in results["step_arms"].items()
+            )
+        )
+    if "frontier" in results:
+        print(
+            "frontier (the tutorial's 5 epochs took "
+            f"{results['frontier_tutorial_seconds']:.1f} s; test accuracy mean / min over "
+            "seeds, chosen on validation):"
+        )
+        print(
+            f"  {'preset':<6} {'x tutorial':>10} {'val':>7} {'test':>15} {'flip TTA':>15} "
+            f"{'TTA serving cost':>16} {'goal':>6}"
+        )
+        for name, row in results["frontier"].items():
+            met = "ok" if row["test_accuracy_mean"] >= row["goal"] else "MISSED"
+            print(
+                f"  {name:<6} {row['tutorial_multiple']:>10.2f} {row['val_accuracy_mean']:>7.4f} "
+                f"{row['test_accuracy_mean']:.4f}/{row['test_accuracy_min']:.4f} "
+                f"{row['tta_test_accuracy_mean']:>7.4f}/{row['tta_test_accuracy_min']:.4f} "
+                f"{row['tta_serving_cost']:>15.2f}x {row['goal']:>6.3f} {met} "
+                f"({row['seeds']} seeds)"
+            )
+    if results.get("gflops_per_arm"):
+        print(
+            "training arms, GFLOP/s: "
+            + ", ".join(f"{name} {rate:.1f}" for name, rate in results["gflops_per_arm"].items())
         )
     if "scaling" in results:
         print("scaling (TFRecord, 1 epoch):")

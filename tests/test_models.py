@@ -3,9 +3,19 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from mnistpipe.data import scale_images
 from mnistpipe.errors import PipelineError
-from mnistpipe.models import PRESETS, build_model, load_model, with_test_time_augmentation
+from mnistpipe.models import (
+    PRESETS,
+    FusedBatchNormalization,
+    build_model,
+    load_model,
+    save_model,
+    with_test_time_augmentation,
+)
+from mnistpipe.serving import export_saved_model, parity
 from tests.conftest import BUILT_IN, small_splits
 from tests.test_loops import run_training
 
@@ -140,3 +150,65 @@ def test_averaged_logits_stay_finite_when_one_view_is_certain():
     model = keras.Model(inputs, logits * np.arange(10, dtype=np.float32))
     averaged = with_test_time_augmentation(model, "flip", (28, 28, 1))
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(averaged(np.ones((2, 28, 28, 1))))))
+
+
+def _keras_and_fused_batch_norms():
+    """Keras' BatchNormalization and the fused one, with the same (non-trivial) weights."""
+    layers = keras.layers.BatchNormalization(momentum=0.9), FusedBatchNormalization(momentum=0.9)
+    for layer in layers:
+        layer.build((None, 5, 5, 3))
+        layer.gamma.assign([0.5, 1.0, 2.0])
+        layer.beta.assign([-1.0, 0.0, 1.0])
+    return layers
+
+
+def test_the_fused_batch_norm_computes_what_keras_batch_norm_does():
+    images = np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 3)).astype(np.float32)
+    keras_layer, fused_layer = _keras_and_fused_batch_norms()
+    gradients = []
+    for layer in (keras_layer, fused_layer):
+        inputs = tf.constant(images)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs, training=True)
+            loss = tf.reduce_sum(outputs * outputs * [1.0, 2.0, 3.0])
+        gradients.append(tape.gradient(loss, [inputs, layer.gamma, layer.beta]))
+        assert layer(images, training=False).shape == images.shape
+    np.testing.assert_allclose(
+        fused_layer(images, training=True), keras_layer(images, training=True), atol=2e-5
+    )
+    # The moving statistics move as Keras moves them (the biased batch variance).
+    np.testing.assert_allclose(fused_layer.moving_mean, keras_layer.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(fused_layer.moving_variance, keras_layer.moving_variance, rtol=1e-5)
+    np.testing.assert_allclose(fused_layer(images), keras_layer(images), atol=2e-5)
+    for fused_gradient, keras_gradient in zip(gradients[1], gradients[0], strict=True):
+        np.testing.assert_allclose(fused_gradient, keras_gradient, rtol=1e-3, atol=1e-3)
+
+
+def test_the_convnet_uses_the_fused_batch_norm_and_trains_the_same_weights_twice(tmp_path):
+    weights = []
+    for _ in range(2):
+        model, history = run_training("convnet", "fit", epochs=1)
+        weights.append([variable.numpy() for variable in model.weights])
+    assert any(isinstance(layer, FusedBatchNormalization) for layer in model.layers)
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
+    # Saved and loaded with safe_mode=True, it is the same layer computing the same logits.
+    path = tmp_path / "model.keras"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert any(isinstance(layer, FusedBatchNormalization) for layer in loaded.layers)
+    images = small_splits()[1][0][:20]
+    np.testing.assert_array_equal(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
+    # Its export serves the same probabilities, and TensorFlow Lite converts it.
+    export_saved_model(loaded, tmp_path / "export")
+    raw_images = np.round(images[..., 0] * 255).astype(np.uint8)
+    assert (
+        parity(loaded, tmp_path / "export", raw_images, scale_images(raw_images))[
+            "argmax_disagreements"
+        ]
+        == 0
+    )
+    assert tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "export")).convert()
