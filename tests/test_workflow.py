@@ -142,7 +142,7 @@ def test_the_remote_is_pulled_with_secrets_and_pushed_from_main_only():
     job = workflow["jobs"]["pipeline"]
     assert job["env"]["DVC_REMOTE_URL"] == "${{ secrets.DVC_REMOTE_URL }}"
     steps = {step.get("name", step.get("uses")): step for step in job["steps"]}
-    pull = next(step for step in steps.values() if "dvc pull" in step.get("run", ""))
+    pull = next(step for step in steps.values() if "mnistpipe.remote pull" in step.get("run", ""))
     assert pull["if"] == "env.DVC_REMOTE_URL != ''"
     assert "remote add --local" in pull["run"]
     cache = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/cache"))
