@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # off, and metrics/lineage.json records which kernels trained a model.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-# The same bytes on every x86-64 machine (README.md, Reproducibility). oneDNN picks
+# The same bytes on every x86-64 machine (docs/explanation/reproducibility.md). oneDNN picks
 # its kernels' instruction set when it runs: on an AVX-512 machine its convolutions
 # add in another order than on an AVX2 one, and after 18 epochs the test accuracy
 # differs (0.9310 against 0.9325). Capped at AVX2, every AVX2 or AVX-512 CPU, AMD or
