@@ -236,7 +236,9 @@ def test_the_make_reference_lists_every_target_the_makefile_documents(site):
     text = page_text(site, "reference/make")
     for target, summary in documented:
         assert f"make {target}" in text
-        assert summary.replace("`", "").strip() in text
+        # make help writes in the values of the variables a summary names ($(LOCK)).
+        parts = re.split(r"\$\([A-Z_]+\)", summary.replace("`", "").strip())
+        assert re.search(r"\S+".join(map(re.escape, parts)), text), summary
 
 
 # ---------------------------------------------------------------- tutorials that run
