@@ -3,9 +3,9 @@
 It builds with ``mkdocs build --strict`` (no broken link or anchor, no page outside the
 navigation); its reference pages agree with the code they are made from (the params
 schema, the commands' parsers, ``make help``); every param the pages name exists; the
-first-run tutorial's shell blocks run, as written, in a copy of the project on small data;
-and the built site, opened in headless Chromium with no network, renders its home page and
-params reference, and its search finds a param.
+first-run and own-images tutorials' shell blocks run, as written, in a copy of the project
+on small data; and the built site, opened in headless Chromium with no network, renders
+its home page and params reference, and its search finds a param.
 """
 
 import contextlib
