@@ -21,7 +21,7 @@ QUICKSTART_PARAMS = {
     "augment": "none",
 }
 # The fast preset of goal 2 of issue 17: a params override (`dvc exp run -S
-# train.model=strided_cnn -S ...`, README's Speed section) meant to reach the
+# train.model=strided_cnn -S ...`, docs/explanation/speed.md) meant to reach the
 # tutorial's final test accuracy in a fifth of the tutorial's time. The
 # strided_cnn model (two stride-2 Conv-BatchNorm blocks: a third of the
 # quickstart's arithmetic an image) on a 3-epoch cosine schedule, chosen on the

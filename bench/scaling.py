@@ -18,7 +18,7 @@ from bench.pipeline_timing import copy_project, timed_process
 FACTORS = (1, 4, 10)
 # TFRecord shards streamed by tf.data, with a shuffle buffer of a fixed size:
 # train.shuffle_buffer 0 would hold the whole training set in memory, which is
-# what the README's "Data larger than memory" tells users not to do.
+# what docs/how-to/scale-out.md, "Data larger than memory", tells users not to do.
 SCALING_PARAMS = {
     "preprocess": {"format": "tfrecord", "limit": 0},
     "train": {"epochs": 1, "shuffle_buffer": 10000},

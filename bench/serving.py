@@ -1,7 +1,7 @@
 """The exported SavedModel's speed: images a second in batches, and one image's latency.
 
 Batches are timed in the bench's own process. One image at a time is timed in a
-process of its own, set up as README's Speed section tells a server that
+process of its own, set up as docs/how-to/serve.md tells a server that
 answers one request at a time (``python -m bench.serving SAVED_MODEL RAW FIGURES_FILE``):
 
 - ``TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1`` in its environment: oneDNN then reorders

@@ -127,7 +127,7 @@ def test_an_experiment_below_the_bar_completes_is_saved_and_the_gate_refuses_it(
     assert f"gate failed: test accuracy {figure} is below evaluate.min_accuracy 0.8000" in (
         gate.stderr
     )
-    # Restoring the committed run, as README says.
+    # Restoring the committed run, as docs/how-to/resume.md says for a pulled run.
     run(repository, "git", "checkout", "HEAD", "--", ".")
     dvc(repository, "checkout", "--force")
     assert run(repository, "git", "status", "--porcelain").stdout == ""

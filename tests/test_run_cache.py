@@ -165,16 +165,16 @@ def test_the_experiments_and_a_queued_sweep_fit_80_and_120_columns(project):
         dvc(root, "checkout", "--force")
 
 
-def readme_way_back() -> list[str]:
-    """The commands README gives to get back after a failed experiment, as typed."""
-    text = (REPOSITORY / "README.md").read_text()
-    section = text[text.index("**After a failed `dvc exp run`**") :]
+def documented_way_back() -> list[str]:
+    """The commands the docs give to get back after a failed experiment, as typed."""
+    text = (REPOSITORY / "docs" / "how-to" / "resume.md").read_text()
+    section = text[text.index("## After a failed `dvc exp run`") :]
     block = section[section.index("```sh\n") + len("```sh\n") : section.index("```\n", 10)]
     return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
 
 
 @pytest.mark.slow
-def test_readme_way_back_works_in_a_fresh_clone_with_no_remote_after_its_own_make_run(
+def test_the_documented_way_back_works_in_a_fresh_clone_with_no_remote_after_its_own_make_run(
     project, tmp_path
 ):
     root, _, _, _ = project
@@ -199,7 +199,7 @@ def test_readme_way_back_works_in_a_fresh_clone_with_no_remote_after_its_own_mak
         clone, sys.executable, "-m", "dvc", "exp", "run", "-S", "train.epochs=0", check=False
     )
     assert failed.returncode != 0
-    output = "".join(run(clone, "bash", "-c", command).stdout for command in readme_way_back())
+    output = "".join(run(clone, "bash", "-c", command).stdout for command in documented_way_back())
     assert "Running stage" not in output, output
     assert run(clone, "git", "diff", "--stat", "HEAD", "--", "params.yaml").stdout == ""
     assert (clone / "models/model.keras").read_bytes() == model

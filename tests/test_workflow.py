@@ -1,4 +1,4 @@
-"""The GitHub Actions workflow passes a schema check and does what the README says CI does."""
+"""The GitHub Actions workflow passes a schema check and does what docs/tutorials/team.md says."""
 
 import json
 import re

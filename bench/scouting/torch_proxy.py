@@ -5,7 +5,7 @@ neither of which the project depends on. It answers "which settings are worth
 a CPU run?" in minutes: the 47 configurations of ``configs.json`` took 8
 minutes on one H200, where each would take 10-60 minutes on the two CPU cores
 the pipeline is measured on. Only the Keras train stage's own runs decide what
-the pipeline ships (README's Speed section).
+the pipeline ships (docs/explanation/speed.md).
 
 It copies the Keras choices that change results: Glorot-uniform initialisation
 and zero biases; BatchNormalization with Keras' momentum 0.9 (PyTorch's 0.1)

@@ -77,7 +77,7 @@ def describe(name: str | None, action: str = "push") -> str:
         if not name:
             raise PipelineError(
                 f"no default DVC remote is set (`dvc remote list` has: {known}); expected one "
-                "added with `dvc remote add -d NAME URL` (README, Working as a team), or "
+                "added with `dvc remote add -d NAME URL` (docs/tutorials/team.md), or "
                 "made the default with `dvc remote default NAME`, or named with --remote NAME "
                 f"(make {action} REMOTE=NAME)"
             )
