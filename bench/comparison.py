@@ -194,7 +194,7 @@ def arm_training_flops(arm: Arm) -> float:
     if arm.model is None:
         from mnistpipe.models import build_quickstart_cnn
 
-        return training_flops_per_image(build_quickstart_cnn())
+        return training_flops_per_image(build_quickstart_cnn((28, 28, 1), 10))
     return training_flops_per_image(arm.model)
 
 

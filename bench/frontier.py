@@ -78,9 +78,9 @@ def measure_frontier(
 
     from bench.serving import measure_model_serving
     from mnistpipe import paths
-    from mnistpipe.data import load_split
     from mnistpipe.models import with_test_time_augmentation
     from mnistpipe.params import check_train_settings, load_params
+    from mnistpipe.prepared import load_split
     from mnistpipe.seeding import seed_everything
     from mnistpipe.training import train_from_params
 

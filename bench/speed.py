@@ -116,9 +116,9 @@ def measure_one_arm(root: Path, images: int, arm: str) -> dict:
     import keras
 
     from mnistpipe import models, paths
-    from mnistpipe.data import load_split
     from mnistpipe.lineage import weights_sha256
     from mnistpipe.params import check_train_settings, load_params
+    from mnistpipe.prepared import load_split
     from mnistpipe.seeding import seed_everything
     from mnistpipe.training import train_from_params
 

@@ -456,7 +456,9 @@ def test_training_flops_are_counted_from_the_layers_and_the_peak_from_the_cpu():
     # Forward, input and weight gradients of Conv2D(32, 3), Dense(128), Dense(10),
     # less the first layer's input gradient, two FLOPs a multiply-add.
     macs = 26 * 26 * 9 * 32 + 26 * 26 * 32 * 128 + 128 * 10
-    assert training_flops_per_image(build_quickstart_cnn()) == 2 * (3 * macs - 26 * 26 * 9 * 32)
+    assert training_flops_per_image(build_quickstart_cnn((28, 28, 1), 10)) == 2 * (
+        3 * macs - 26 * 26 * 9 * 32
+    )
     cpuinfo = "model name\t: AMD EPYC\ncpu MHz\t\t: 2500.000\nflags\t\t: sse2 avx2 avx512f\n"
     figures = peak(cpuinfo, cores=2, isa_cap="")
     assert (figures["cpu_kind"], figures["peak_gflops"]) == ("AVX-512", 2 * 2.5 * 2 * 16 * 2)

@@ -314,11 +314,12 @@ def test_a_queued_two_point_sweep_runs_in_parallel_and_dvc_exp_show_lists_both(p
         "--sort-order",
         "desc",
     )
-    header = table.splitlines()[0].split(",")
+    # csv, not split(","): a list param (folder.image_size [28, 28]) is one quoted cell.
+    header, *lines = list(csv.reader(table.splitlines()))
     # DVC prefixes a column with its file only where two files share the name.
     accuracy_column = "accuracy"
     assert {"train.learning_rate", accuracy_column, "macro_avg.f1"} <= set(header), header
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in table.splitlines()[1:]]
+    rows = [dict(zip(header, line, strict=False)) for line in lines]
     swept = [row for row in rows if row["train.learning_rate"] in ("0.001", "0.003")]
     accuracies = [float(row[accuracy_column]) for row in swept]
     assert len(accuracies) == 2 and accuracies == sorted(accuracies, reverse=True)

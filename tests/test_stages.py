@@ -81,7 +81,7 @@ def test_the_five_stages_run_in_turn_and_write_their_outputs(project, synthetic_
     assert f"accuracy **{report['accuracy']:.4f}**" in card
     assert lineage["weights_sha256"] in card
     assert f"Environment lock (`uv.lock`) SHA-256: `{lineage['environment_lock_sha256']}`" in card
-    assert "- TensorFlow's kernels: oneDNN\n" in card
+    assert "- TensorFlow's kernels: oneDNN, instruction set at most AVX2, 2 threads" in card
     assert f"Quality bar: met. The test accuracy {report['accuracy']:.4f} meets" in card
     assert "| 9 | Ankle boot |" in card
 

@@ -41,19 +41,18 @@ def portable_kernels() -> dict:
     """The kernels' instruction set and thread count, as mnistpipe/__init__ fixes them.
 
     ``same_bytes_everywhere`` says whether another x86-64 machine gives this run's bytes:
-    the instruction set capped at AVX2 and 1, 2 or 4 threads (which add alike). The thread
-    count itself is not written: it is 2 on a 2-core machine and 4 on a bigger one, and
-    this file must be the same on both.
+    the instruction set capped at AVX2 and the portable thread count.
     """
-    from mnistpipe import PORTABLE_INSTRUCTION_SET, PORTABLE_THREAD_COUNTS
+    from mnistpipe import PORTABLE_INSTRUCTION_SET, PORTABLE_THREADS
 
     instruction_set = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() or "the machine's own"
-    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    portable_threads = threads in {str(count) for count in PORTABLE_THREAD_COUNTS}
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "") or "the machine's own"
     return {
         "max_instruction_set": instruction_set,
-        "threads": "1, 2 or 4" if portable_threads else threads or "the machine's own",
-        "same_bytes_everywhere": instruction_set == PORTABLE_INSTRUCTION_SET and portable_threads,
+        "threads": threads,
+        "same_bytes_everywhere": (
+            instruction_set == PORTABLE_INSTRUCTION_SET and threads == PORTABLE_THREADS
+        ),
     }
 
 
