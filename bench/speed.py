@@ -204,7 +204,7 @@ def measure_steps(steps: int = 60, model_name: str = "convnet") -> dict:
     for name, (fused, batch_size) in STEP_ARMS.items():
         # Read when the step is traced, just below, so each arm keeps its own computation.
         models.FusedBatchNormalization.use_fused_op = fused
-        model = models.build_model(model_name, 0.2)
+        model = models.build_model(model_name, 0.2, input_shape=(28, 28, 1), classes=10)
         optimizer = keras.optimizers.Adam(0.002)
         optimizer.build(model.trainable_variables)
         generator = np.random.default_rng(0)
