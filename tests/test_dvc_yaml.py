@@ -92,11 +92,12 @@ def metrics_shown(*targets: str) -> dict[str, dict]:
 
 
 def flat_keys(figures: dict, prefix: str = "") -> set[str]:
+    """The dotted names of the figures; lists (the data report's paths) are no figures."""
     keys = set()
     for key, value in figures.items():
         if isinstance(value, dict):
             keys |= flat_keys(value, f"{prefix}{key}.")
-        else:
+        elif not isinstance(value, list):
             keys.add(f"{prefix}{key}")
     return keys
 
