@@ -369,6 +369,7 @@ def main(argv=None) -> int | None:
                     root,
                     arguments.frontier_seeds,
                     arguments.frontier_max_epochs,
+                    save_partial=lambda figures: save({**results, **figures}, arguments.results),
                 )
             )
             save(results, arguments.results)

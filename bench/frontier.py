@@ -65,12 +65,17 @@ FRONTIER_GOALS = {"1x": 0.915, "3x": 0.935, "10x": 0.940}
 
 
 def measure_frontier(
-    root: Path, seeds: int = 3, max_epochs: int = 0, presets=tuple(FRONTIER_PRESETS)
+    root: Path,
+    seeds: int = 3,
+    max_epochs: int = 0,
+    presets=tuple(FRONTIER_PRESETS),
+    save_partial=lambda figures: None,
 ) -> dict:
     """The tutorial's 5 epochs, then each preset with ``seeds`` seeds; the frontier table.
 
     ``max_epochs`` > 0 caps every preset's epochs (a smoke run; its figures are
-    then not the presets').
+    then not the presets'). ``save_partial`` is given the figures so far after
+    every seed: the whole run takes hours, and one stopped half way keeps them.
     """
     import os
 
@@ -78,6 +83,7 @@ def measure_frontier(
 
     from bench.serving import measure_model_serving
     from mnistpipe import paths
+    from mnistpipe.dataset_info import read_info
     from mnistpipe.models import with_test_time_augmentation
     from mnistpipe.params import check_train_settings, load_params
     from mnistpipe.prepared import load_split
@@ -87,9 +93,19 @@ def measure_frontier(
     os.chdir(root)
     params = load_params(paths.PARAMS)
     splits = {name: load_split(paths.PREPARED, name) for name in ("train", "val", "test")}
-    tutorial_seconds = _tutorial_seconds(root, splits, params["seed"])
-    print(f"frontier: the tutorial's 5 epochs took {tutorial_seconds:.1f} s", flush=True)
-    rows = {}
+    image_shape = read_info(paths.PREPARED).image_shape
+    tutorial_seconds, tutorial_cpu_seconds = _tutorial_seconds(root, splits, params["seed"])
+    print(
+        f"frontier: the tutorial's 5 epochs took {tutorial_seconds:.1f} s "
+        f"({tutorial_cpu_seconds:.1f} CPU s)",
+        flush=True,
+    )
+    figures = {
+        "frontier_tutorial_seconds": tutorial_seconds,
+        "frontier_tutorial_cpu_seconds": tutorial_cpu_seconds,
+        "frontier": {},
+    }
+    rows = figures["frontier"]
     for name in presets:
         settings = {**params["train"], **FRONTIER_PRESETS[name]}
         if max_epochs:
@@ -98,12 +114,13 @@ def measure_frontier(
         runs = []
         for seed in range(params["seed"], params["seed"] + seeds):
             seed_everything(seed, settings["deterministic"])
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             model, history = train_from_params(settings, seed, splits["train"], splits["val"])
             seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - started_cpu
             accuracy = {}
             for augmentation in ("none", "flip"):
-                logits = with_test_time_augmentation(model, augmentation).predict(
+                logits = with_test_time_augmentation(model, augmentation, image_shape).predict(
                     splits["test"][0], batch_size=1000, verbose=0
                 )
                 accuracy[augmentation] = float(
@@ -113,6 +130,7 @@ def measure_frontier(
                 {
                     "seed": seed,
                     "train_seconds": seconds,
+                    "train_cpu_seconds": cpu_seconds,
                     "val_accuracy": history["val_accuracy"][-1],
                     "test_accuracy": accuracy["none"],
                     "tta_test_accuracy": accuracy["flip"],
@@ -124,42 +142,53 @@ def measure_frontier(
                 f"{accuracy['flip']:.4f}",
                 flush=True,
             )
+            rows[name] = summarize_preset(name, settings, runs, figures, serving=None)
+            save_partial(figures)
         serving = {
             augmentation: measure_model_serving(
-                with_test_time_augmentation(model, augmentation),
+                with_test_time_augmentation(model, augmentation, image_shape),
                 root / "bench-exports" / f"frontier-{name}-{augmentation}" / "saved_model",
                 root / paths.RAW,
             )["serving_images_per_second"]
             for augmentation in ("none", "flip")
         }
-        rows[name] = summarize_preset(name, settings, runs, tutorial_seconds, serving)
-    return {"frontier_tutorial_seconds": tutorial_seconds, "frontier": rows}
+        rows[name] = summarize_preset(name, settings, runs, figures, serving)
+        save_partial(figures)
+    return figures
 
 
 def summarize_preset(
-    name: str, settings: dict, runs: list[dict], tutorial_seconds: float, serving: dict
+    name: str, settings: dict, runs: list[dict], tutorial: dict, serving: dict | None
 ) -> dict:
-    """One row of the table: means and minima over the seeds, the wall against the tutorial."""
+    """One row of the table: means and minima over the seeds, the time against the tutorial.
+
+    Both wall and CPU seconds: on a machine that other work shares, the wall
+    multiple moves with that work, the CPU one much less.
+    """
     seconds = statistics.mean(run["train_seconds"] for run in runs)
+    cpu_seconds = statistics.mean(run["train_cpu_seconds"] for run in runs)
     return {
         "settings": {key: settings[key] for key in FRONTIER_PRESETS[name]},
         "seeds": len(runs),
         "train_seconds": seconds,
-        "tutorial_multiple": seconds / tutorial_seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "tutorial_multiple": seconds / tutorial["frontier_tutorial_seconds"],
+        "tutorial_cpu_multiple": cpu_seconds / tutorial["frontier_tutorial_cpu_seconds"],
         "val_accuracy_mean": statistics.mean(run["val_accuracy"] for run in runs),
         "test_accuracy_mean": statistics.mean(run["test_accuracy"] for run in runs),
         "test_accuracy_min": min(run["test_accuracy"] for run in runs),
         "tta_test_accuracy_mean": statistics.mean(run["tta_test_accuracy"] for run in runs),
         "tta_test_accuracy_min": min(run["tta_test_accuracy"] for run in runs),
-        # How many times longer flip TTA takes to serve a batch (two views an image).
-        "tta_serving_cost": serving["none"] / serving["flip"],
+        # How many times longer flip TTA takes to serve a batch (two views an
+        # image); None while the preset's seeds are still training.
+        "tta_serving_cost": serving["none"] / serving["flip"] if serving else None,
         "goal": FRONTIER_GOALS[name],
         "runs": runs,
     }
 
 
-def _tutorial_seconds(root: Path, splits: dict, seed: int) -> float:
-    """Wall seconds of the tutorial's 5 epochs on the same images (as bench/comparison.py)."""
+def _tutorial_seconds(root: Path, splits: dict, seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the tutorial's 5 epochs on the same images (as bench/comparison.py)."""
     import keras
 
     sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
@@ -179,7 +208,7 @@ def _tutorial_seconds(root: Path, splits: dict, seed: int) -> float:
         )
 
     keras.utils.set_random_seed(seed)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     for _ in quickstart.run(load_data, EPOCHS=5):
         pass
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - started_cpu

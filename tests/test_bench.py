@@ -529,6 +529,7 @@ def test_a_frontier_row_gives_mean_and_minimum_over_seeds_and_the_wall_against_t
     def run(seconds, val, test, flipped):
         return {
             "train_seconds": seconds,
+            "train_cpu_seconds": seconds * 2,
             "val_accuracy": val,
             "test_accuracy": test,
             "tta_test_accuracy": flipped,
@@ -539,10 +540,11 @@ def test_a_frontier_row_gives_mean_and_minimum_over_seeds_and_the_wall_against_t
         "3x",
         settings,
         [run(300, 0.93, 0.932, 0.935), run(330, 0.94, 0.938, 0.941)],
-        105.0,
+        {"frontier_tutorial_seconds": 105.0, "frontier_tutorial_cpu_seconds": 315.0},
         {"none": 6000.0, "flip": 3000.0},
     )
     assert row["tutorial_multiple"] == 3.0
+    assert row["tutorial_cpu_multiple"] == 2.0
     assert row["test_accuracy_mean"] == pytest.approx(0.935)
     assert (row["test_accuracy_min"], row["tta_test_accuracy_min"]) == (0.932, 0.935)
     assert row["tta_serving_cost"] == 2.0
