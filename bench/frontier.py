@@ -188,7 +188,9 @@ def summarize_preset(
 
 
 def _tutorial_seconds(root: Path, splits: dict, seed: int) -> tuple[float, float]:
-    """Wall and CPU seconds of the tutorial's 5 epochs on the same images (as bench/comparison.py)."""
+    """Wall and CPU seconds of the tutorial's 5 epochs on the same images.
+
+    As bench/comparison.py runs it."""
     import keras
 
     sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))

@@ -264,7 +264,8 @@ def report(results: dict, results_path: Path = RESULTS) -> None:
             met = "ok" if row["test_accuracy_mean"] >= row["goal"] else "MISSED"
             serving_cost = row["tta_serving_cost"]
             print(
-                f"  {name:<6} {row['tutorial_multiple']:>7.2f} {row['tutorial_cpu_multiple']:>6.2f} "
+                f"  {name:<6} {row['tutorial_multiple']:>7.2f} "
+                f"{row['tutorial_cpu_multiple']:>6.2f} "
                 f"{row['val_accuracy_mean']:>7.4f} "
                 f"{row['test_accuracy_mean']:.4f}/{row['test_accuracy_min']:.4f} "
                 f"{row['tta_test_accuracy_mean']:>7.4f}/{row['tta_test_accuracy_min']:.4f} "
