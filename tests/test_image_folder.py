@@ -94,6 +94,12 @@ def test_the_committed_params_have_the_folder_section_and_fashion_mnist_stays_th
         ({"sha256": "a" * 64}, "folder.sha256 is set but folder.path"),
         ({"sha256": "xyz"}, "folder.sha256 is 'xyz'; expected 64 hexadecimal"),
         ({"path": "ftp://example.org/images.zip"}, "folder.path is 'ftp://"),
+        # DVC reads a file:// dependency as a relative path: the path is the way.
+        (
+            {"path": "file:///srv/my%20pets.zip", "sha256": "a" * 64},
+            "DVC cannot track a file:// URL as a dependency; expected the archive's path: "
+            "'/srv/my pets.zip'",
+        ),
         ({"path": "https://example.org/images.rar", "sha256": "a" * 64}, ".zip or .tar.gz"),
         ({"image_size": [28]}, "folder.image_size is [28]"),
         ({"image_size": [0, 28]}, "folder.image_size[0] is 0"),

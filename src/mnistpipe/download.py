@@ -234,7 +234,7 @@ MAX_ARCHIVE_BYTES = 256 << 30
 
 
 def fetch_archive(url: str, expected_sha256: str, target: Path, progress: bool = True) -> str:
-    """Put the archive at ``url`` (http, https or file) at ``target``, verified by its SHA-256.
+    """Put the archive at ``url`` (http, https, or a path) at ``target``, verified by its SHA-256.
 
     The bytes are checked as they are, not decompressed: the SHA-256 is the one
     ``sha256sum`` gives for the archive file. Transient failures are retried as

@@ -8,6 +8,7 @@ the key, what was found and what was expected.
 import difflib
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ DATASET_CHOICES = (*DATASETS, FOLDER)
 ON_UNREADABLE = ("stop", "skip")
 # The archives ``folder.path`` may name, by how their name ends.
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
-URL_SCHEMES = ("http", "https", "file")
+URL_SCHEMES = ("http", "https")
 # The largest image side a model is fed: 4096 x 4096 x 3 bytes is 48 MiB an image.
 MAX_IMAGE_SIDE = 4096
 
@@ -129,17 +130,24 @@ class Sources:
 
 @dataclass(frozen=True)
 class FolderPath:
-    """A directory, an archive file, or an http(s)/file URL of a .zip or .tar.gz."""
+    """A directory, an archive file, or an http(s) URL of a .zip or .tar.gz."""
 
     def check(self, key: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise _type_error(key, value, "a directory, or a URL of a .zip or .tar.gz")
         if "://" in value:
             scheme = value.split("://", 1)[0].lower()
+            if scheme == "file":
+                # The value is also preprocess's dependency in dvc.yaml (${folder.path}),
+                # and DVC reads a file:// URL as a relative path that does not exist.
+                local = urllib.parse.unquote(urllib.parse.urlsplit(value).path)
+                raise PipelineError(
+                    f"{key} is {shown(value)}: DVC cannot track a file:// URL as a "
+                    f"dependency; expected the archive's path: {shown(local)}"
+                )
             if scheme not in URL_SCHEMES:
                 raise PipelineError(
-                    f"{key} is {shown(value)}; expected a directory or an http://, https:// "
-                    "or file:// URL"
+                    f"{key} is {shown(value)}; expected a directory or an http:// or https:// URL"
                 )
             if not is_archive(value):
                 raise PipelineError(
