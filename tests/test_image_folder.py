@@ -397,8 +397,9 @@ def test_the_fashion_mnist_report_counts_its_test_images_that_occur_in_train(fas
     splits = raw_splits(fashion_raw, 0.1, 0, seed=42)
     report = builtin_report(DATASETS["fashion_mnist"].class_names, splits)
     assert report["images"] == {"train": 54000, "val": 6000, "test": 10000}
-    # zalandoresearch/fashion-mnist#44 names near-copies; no test image is an exact
-    # (pixel for pixel) copy of a training image: counted here from the raw files.
+    # The 10 test images that zalandoresearch/fashion-mnist#44 found in train (byte for
+    # byte, in the first release) were replaced by its pull request #45; the files
+    # served since (Debian's here) hold none: counted here from the raw files.
     assert report["duplicates"]["test_in_train"] == 0 == summary(report)["test_in_train"]
     assert report["counts"]["Bag"] == {"train": 5414, "val": 586, "test": 1000}
 
