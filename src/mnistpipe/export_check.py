@@ -21,8 +21,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mnistpipe import paths
 from mnistpipe.errors import PipelineError, shown
 
@@ -36,16 +34,22 @@ SAVED_MODEL = paths.EXPORTED_SAVED_MODEL.name
 # `model.keras`; not `serving_default` or `safe_mode=True`.
 _CARD_FILE = re.compile(r"`([\w.-]+(?:/|\.\w+))`")
 _RUN_EXPORT = "run `dvc repro export` (or `make pull`) to make the export again"
+# What an export that predates classes.json's image_shape took: a built-in dataset's.
+IDX_IMAGE_SHAPE = (28, 28, 1)
 
 
 @dataclass(frozen=True)
 class Export:
-    """A checked export: its class names, the image shape it takes, and its serving function."""
+    """A checked export: its classes.json, the image shape it takes, its serving function."""
 
     directory: Path
-    class_names: list[str]
+    classes: "ExportedClasses"
     image_shape: tuple[int | None, ...]  # One image's (H, W) or (H, W, C); None: any.
     serve: object  # uint8 images (N, *image_shape) -> probabilities (N, classes).
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classes.class_names
 
 
 def _mismatches_error(mismatches: list[str]) -> PipelineError:
@@ -73,16 +77,43 @@ def card_files(directory: Path) -> list[str]:
     return _CARD_FILE.findall(lines[0])
 
 
-def read_class_names(directory: Path) -> list[str]:
-    """``classes.json``'s names: a non-empty list of distinct strings."""
+@dataclass(frozen=True)
+class ExportedClasses:
+    """What ``classes.json`` says beside the SavedModel."""
+
+    class_names: list[str]
+    # (height, width, channels) of the images the model takes.
+    image_shape: tuple[int, int, int]
+    # Whether the model's images are light on dark (the built-in datasets').
+    invert_dark_on_light: bool
+
+
+def read_classes(directory: Path) -> ExportedClasses:
+    """``classes.json``: distinct class names, the image shape, whether pictures are inverted.
+
+    An export made before the image shape was recorded was of a built-in
+    dataset: 28x28 grayscale, light on dark.
+    """
     path = directory / CLASSES
     try:
-        names = json.loads(path.read_text(encoding="utf-8"))["class_names"]
+        document = json.loads(path.read_text(encoding="utf-8"))
+        names = document["class_names"]
         # A string or a number here would be taken apart letter by letter, or fail later.
         if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
             raise TypeError(f"class_names is {shown(names)}, not a list of names")
+        shape = document.get("image_shape", list(IDX_IMAGE_SHAPE))
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 3
+            and all(type(side) is int and side >= 1 for side in shape)
+            and shape[2] in (1, 3)
+        ):
+            raise TypeError(f"image_shape is {shown(shape)}, not [height, width, 1 or 3]")
+        invert = document.get("invert_dark_on_light", "image_shape" not in document)
+        if not isinstance(invert, bool):
+            raise TypeError(f"invert_dark_on_light is {shown(invert)}, not true or false")
     # RecursionError: JSON nested thousands deep ([[[[...).
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise PipelineError(
             f"cannot read the class names from {path} ({error}); expected the export "
             f'stage\'s {{"class_names": [...]}}: {_RUN_EXPORT}'
@@ -92,7 +123,7 @@ def read_class_names(directory: Path) -> list[str]:
             f"{path}: class_names is {shown(names)}; expected distinct names, one per class: "
             f"{_RUN_EXPORT}"
         )
-    return names
+    return ExportedClasses(names, (shape[0], shape[1], shape[2]), invert)
 
 
 def _load_signature(saved_model: Path):
@@ -119,10 +150,17 @@ def load_export(directory: str | Path, image_shape: tuple[int, ...] | None = Non
     """The export at ``directory``, checked whole; ``PipelineError`` lists what does not fit.
 
     ``image_shape``: one image as the reader will send it (e.g. (28, 28)), checked
-    against the signature; None to take the signature's.
+    against the signature; None: the images classes.json declares.
     """
+    # Here, not at the top: serving loads TensorFlow, and `mnistpipe predict --help`
+    # imports this module.
+    from mnistpipe.serving import served_shape, serving_function
+
     directory = Path(directory)
-    class_names = read_class_names(directory)
+    declared = read_classes(directory)
+    class_names = declared.class_names
+    # What a client sends: the images classes.json declares, as the signature takes them.
+    image_shape = served_shape(declared.image_shape) if image_shape is None else image_shape
     mismatches = []
     for name in card_files(directory):
         path = directory / name.rstrip("/")
@@ -174,7 +212,7 @@ def load_export(directory: str | Path, image_shape: tuple[int, ...] | None = Non
     if mismatches:
         raise _mismatches_error([*mismatches[:-1], f"{mismatches[-1]}; {_RUN_EXPORT}"])
 
-    return Export(directory, class_names, shape[1:], _serving_function(loaded, signature))
+    return Export(directory, declared, shape[1:], serving_function(loaded, signature))
 
 
 def _fits(declared: tuple, sent: tuple) -> bool:
@@ -182,24 +220,3 @@ def _fits(declared: tuple, sent: tuple) -> bool:
     return len(declared) == len(sent) and all(
         want is None or want == have for want, have in zip(declared, sent, strict=True)
     )
-
-
-def _serving_function(loaded, signature):
-    """uint8 images -> probabilities, through the signature (as serving.load_serving_function)."""
-    import tensorflow as tf
-
-    image_shape = tuple(signature.structured_input_signature[1][INPUT].shape[1:])
-
-    def probabilities(images):
-        images = np.asarray(images)
-        if images.shape[1:] == (*image_shape, 1):
-            # (N, H, W, 1), as pictures.load_picture and the prepared data hold gray images.
-            images = images[..., 0]
-        outputs = signature(**{INPUT: tf.constant(images, dtype=tf.uint8)})
-        # Exports made before the output was named have only TensorFlow's "output_0".
-        output = outputs[OUTPUT] if OUTPUT in outputs else next(iter(outputs.values()))
-        return output.numpy()
-
-    # Keep the loaded object alive as long as the function is used.
-    probabilities.loaded = loaded
-    return probabilities

@@ -16,7 +16,6 @@ predicted, and the exit status is 1.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,60 +24,13 @@ import numpy as np
 from PIL import ImageOps
 
 from mnistpipe import interrupts, paths, pictures
-from mnistpipe.errors import PipelineError, shown
-from mnistpipe.export_check import load_export
+from mnistpipe.errors import PipelineError
+from mnistpipe.export_check import IDX_IMAGE_SHAPE, ExportedClasses, load_export
 from mnistpipe.idx import GZIP_MAGIC, IMAGES_MAGIC, MAX_IDX_BYTES, read_images
 
 TOP = 3
 _IDX_IMAGES_HEADER = IMAGES_MAGIC.to_bytes(4, "big")
 FORMATS = "a PNG, JPEG, BMP, GIF, WebP or IDX image file"
-# What an IDX image file holds: the built-in datasets' images.
-IDX_IMAGE_SHAPE = (28, 28, 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportedClasses:
-    """What ``classes.json`` says beside the SavedModel."""
-
-    class_names: list[str]
-    # (height, width, channels) of the images the model takes.
-    image_shape: tuple[int, int, int]
-    # Whether the model's images are light on dark (the built-in datasets').
-    invert_dark_on_light: bool
-
-
-def read_exported_classes(export_directory: Path) -> ExportedClasses:
-    """The class names and image shape the export stage wrote beside the SavedModel.
-
-    An export made before the image shape was recorded was of a built-in
-    dataset: 28x28 grayscale, light on dark.
-    """
-    path = export_directory / paths.EXPORTED_CLASSES.name
-    try:
-        document = json.loads(path.read_text())
-        class_names = document["class_names"]
-        # A list of names, one a class: a string or a number here would be taken
-        # apart letter by letter, or fail further on.
-        if not (isinstance(class_names, list) and all(isinstance(n, str) for n in class_names)):
-            raise TypeError(f"class_names is {shown(class_names)}, not a list of names")
-        shape = document.get("image_shape", list(IDX_IMAGE_SHAPE))
-        if not (
-            isinstance(shape, list)
-            and len(shape) == 3
-            and all(type(side) is int and side >= 1 for side in shape)
-            and shape[2] in (1, 3)
-        ):
-            raise TypeError(f"image_shape is {shown(shape)}, not [height, width, 1 or 3]")
-        invert = document.get("invert_dark_on_light", "image_shape" not in document)
-        if not isinstance(invert, bool):
-            raise TypeError(f"invert_dark_on_light is {shown(invert)}, not true or false")
-    # RecursionError: JSON nested thousands deep ([[[[...).
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
-        raise PipelineError(
-            f"cannot read the class names from {path} ({error}); expected the export "
-            "stage's output: run dvc repro first"
-        ) from None
-    return ExportedClasses(class_names, (shape[0], shape[1], shape[2]), invert)
 
 
 def looks_dark_on_light(image: np.ndarray) -> bool:
@@ -176,12 +128,12 @@ def main(arguments: list[str] | None = None) -> int:
 
     try:
         # Here, not at the top: `mnistpipe predict --help` loads no TensorFlow.
-        from mnistpipe.serving import predict_in_batches, served_shape
+        from mnistpipe.serving import predict_in_batches
 
-        exported = read_exported_classes(options.model)
         # The whole folder checked first: classes.json against the model's outputs, the
-        # signature against the images sent, the files the model card lists.
-        serve = load_export(options.model, image_shape=served_shape(exported.image_shape)).serve
+        # signature against the images classes.json declares, the files the card lists.
+        export = load_export(options.model)
+        exported, serve = export.classes, export.serve
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -94,12 +94,18 @@ def load_serving_function(directory: str | os.PathLike):
         loaded = tf.saved_model.load(str(directory))
     except (OSError, ValueError) as error:
         raise PipelineError(f"cannot load SavedModel {directory}: {error}") from None
-    signature = loaded.signatures[SIGNATURE]
+    return serving_function(loaded, loaded.signatures[SIGNATURE])
+
+
+def serving_function(loaded, signature):
+    """uint8 images -> probabilities through ``signature``, a signature of ``loaded``.
+
+    The images as the signature takes them, or gray ones with a channel axis.
+    """
     # (H, W) or (H, W, 3): what one image is to this export.
     image_shape = tuple(signature.structured_input_signature[1]["images"].shape[1:])
 
     def probabilities(images: np.ndarray) -> np.ndarray:
-        """Probabilities of uint8 images, as the signature takes them or with a channel axis."""
         images = np.asarray(images)
         if images.shape[1:] == (*image_shape, 1):
             # (N, H, W, 1), as pictures.load_picture and the prepared data hold gray images.
