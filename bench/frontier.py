@@ -106,13 +106,17 @@ def measure_frontier(
         "frontier": {},
     }
     rows = figures["frontier"]
+    settings_of, runs_of, serving_of = {}, {name: [] for name in presets}, {}
     for name in presets:
-        settings = {**params["train"], **FRONTIER_PRESETS[name]}
+        settings_of[name] = {**params["train"], **FRONTIER_PRESETS[name]}
         if max_epochs:
-            settings["epochs"] = min(settings["epochs"], max_epochs)
-        check_train_settings(settings)
-        runs = []
-        for seed in range(params["seed"], params["seed"] + seeds):
+            settings_of[name]["epochs"] = min(settings_of[name]["epochs"], max_epochs)
+        check_train_settings(settings_of[name])
+    # Seed by seed over the presets, not preset by preset: a run stopped half way
+    # has every preset at as many seeds as the others, or one fewer.
+    for seed in range(params["seed"], params["seed"] + seeds):
+        for name in presets:
+            settings, runs = settings_of[name], runs_of[name]
             seed_everything(seed, settings["deterministic"])
             started, started_cpu = time.perf_counter(), time.process_time()
             model, history = train_from_params(settings, seed, splits["train"], splits["val"])
@@ -137,23 +141,24 @@ def measure_frontier(
                 }
             )
             print(
-                f"  frontier {name} seed {seed}: {seconds:.0f} s, val "
+                f"  frontier {name} seed {seed}: {seconds:.0f} s ({cpu_seconds:.0f} CPU s), val "
                 f"{runs[-1]['val_accuracy']:.4f}, test {accuracy['none']:.4f}, with flip TTA "
                 f"{accuracy['flip']:.4f}",
                 flush=True,
             )
-            rows[name] = summarize_preset(name, settings, runs, figures, serving=None)
+            if len(runs) == 1:
+                # The first seed's model, served plain and with flip TTA, in this process
+                # (the cost does not depend on the weights).
+                serving_of[name] = {
+                    augmentation: measure_model_serving(
+                        with_test_time_augmentation(model, augmentation, image_shape),
+                        root / "bench-exports" / f"frontier-{name}-{augmentation}" / "saved_model",
+                        root / paths.RAW,
+                    )["serving_images_per_second"]
+                    for augmentation in ("none", "flip")
+                }
+            rows[name] = summarize_preset(name, settings, runs, figures, serving_of[name])
             save_partial(figures)
-        serving = {
-            augmentation: measure_model_serving(
-                with_test_time_augmentation(model, augmentation, image_shape),
-                root / "bench-exports" / f"frontier-{name}-{augmentation}" / "saved_model",
-                root / paths.RAW,
-            )["serving_images_per_second"]
-            for augmentation in ("none", "flip")
-        }
-        rows[name] = summarize_preset(name, settings, runs, figures, serving)
-        save_partial(figures)
     return figures
 
 
