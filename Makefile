@@ -88,9 +88,16 @@ system-packages: ## Install Debian's dataset-fashion-mnist where apt can be used
 	    || echo "warning: could not install dataset-fashion-mnist; the download stage will use the public mirrors"; \
 	fi
 
-test-packages: ## Install Debian's chromium where apt can be used, for the plots page test
+test-packages: ## Install Debian's chromium and openssh-server where apt can be used, for the plots page and SSH remote tests
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt-install PACKAGES=chromium \
 	  || echo "warning: could not install chromium; the test of dvc plots' page will be skipped"
+	@# The tests start their own sshd on 127.0.0.1. The package's own service (port 22, every
+	@# address; Ubuntu's ssh.socket), which apt starts where systemd runs, was not there before:
+	@# stopped and disabled.
+	@test -x /usr/sbin/sshd || { $(MAKE) --no-print-directory apt-install PACKAGES=openssh-server \
+	  && { for unit in ssh.socket ssh.service; do \
+	         $(SUDO) systemctl disable --now $$unit 2>/dev/null; done; true; }; } \
+	  || echo "warning: could not install openssh-server; the tests of an SSH remote will be skipped"
 
 # Only the packages named and what they depend on: no recommended extras (on Debian 12,
 # chromium with them was 115 new packages and 15 upgrades, systemd and perl among them;

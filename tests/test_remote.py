@@ -1,12 +1,13 @@
 """A team's DVC remote: one clone pushes, a fresh clone pulls, against real servers on 127.0.0.1.
 
-A directory, WebDAV (wsgidav with dvc-webdav) and S3 (moto's standalone server with
-dvc-s3), each server started and stopped by the test. (SSH works the same way
-through dvc-ssh, but no sshd is installed to test it against.) The project is a
-temporary copy of the repository on 600 real Fashion-MNIST images, one epoch.
+A directory, WebDAV (wsgidav with dvc-webdav), S3 (moto's standalone server with
+dvc-s3) and SSH (Debian's OpenSSH server with dvc-ssh), each server started and
+stopped by the test. The project is a temporary copy of the repository on 600
+real Fashion-MNIST images, one epoch.
 """
 
 import contextlib
+import getpass
 import hashlib
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -99,6 +101,86 @@ class Server:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or a pulled plug would stop it."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+class SSHServer(Server):
+    """sshd and the process it forks for each connection, which has a session of its own.
+
+    sshd's child calls setsid(), so the listener's process group does not hold it:
+    killing the group leaves a running transfer going. Each is found under the
+    listener (psutil, which DVC already installs) before the listener goes.
+    """
+
+    def _signal_all(self, signal_number: int) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        os.killpg(self.process.pid, signal_number)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(signal_number)
+        self.process.wait(timeout=30)
+        psutil.wait_procs(children, timeout=30)
+
+    def stop(self) -> None:
+        self._signal_all(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal_all(signal.SIGKILL)
+
+
+SSHD = Path("/usr/sbin/sshd")  # By its absolute path: sshd re-executes itself for each connection.
+
+
+def sshd_or_skip() -> Path:
+    if not SSHD.is_file():
+        reason = "Debian's openssh-server is not installed (make test-packages installs it)"
+        if os.environ.get("MNISTPIPE_REQUIRE_SSHD"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return SSHD
+
+
+def ssh_server(folder: Path) -> SSHServer:
+    """An OpenSSH server on 127.0.0.1 that lets this user in with ``folder/client``'s key.
+
+    Its own host key, config and PID file in ``folder``; SFTP (what dvc-ssh uses) served
+    by sshd itself. The keys are made once, so that a server started again is the same.
+    """
+    sshd = sshd_or_skip()
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("host", "client"):
+        if not (folder / key).is_file():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)],
+                check=True,
+                capture_output=True,
+            )
+    if os.geteuid() == 0:
+        # Run as root, sshd confines each connection's unprivileged part there
+        # (made by the service's start-up, which a package installed in a
+        # container does not run).
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    port = free_port()
+    config = folder / "sshd_config"
+    config.write_text(
+        f"ListenAddress 127.0.0.1\n"
+        f"Port {port}\n"
+        f"HostKey {folder / 'host'}\n"
+        f"PidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {folder / 'client.pub'}\n"
+        "StrictModes no\n"
+        "UsePAM no\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    return SSHServer([str(sshd), "-D", "-e", "-f", str(config)], port, folder / "sshd.log")
 
 
 def webdav_server(root: Path, log: Path, config: dict | None = None) -> Server:
@@ -346,7 +428,7 @@ def test_an_s3_remote_pushes_and_a_fresh_clone_pulls(pushed, tmp_path):
 
 # Every byte a teammate gets is the byte that was pushed: each kind of remote the
 # tests can start, with objects cut short or changed there and transfers stopped.
-KINDS = ("directory", "webdav", "s3")
+KINDS = ("directory", "webdav", "s3", "ssh")
 S3_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
@@ -355,7 +437,9 @@ class Store:
 
     def __init__(self, kind: str, folder: Path):
         self.kind, self.folder, self.server, self.settings = kind, folder, None, {}
-        folder.mkdir(parents=True, exist_ok=True)
+        # An SSH remote's folder is made by DVC's first push, as a user's would be.
+        if kind != "ssh":
+            folder.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> "Store":
         if self.kind == "directory":
@@ -363,6 +447,12 @@ class Store:
         elif self.kind == "webdav":
             self.server = webdav_server(self.folder, self.folder.with_suffix(".log")).start()
             self.url = f"webdav://127.0.0.1:{self.server.port}/"
+        elif self.kind == "ssh":
+            sshd_folder = self.folder.with_name(f"{self.folder.name}-sshd")
+            self.server = ssh_server(sshd_folder).start()
+            self.url = f"ssh://{getpass.getuser()}@127.0.0.1:{self.server.port}{self.folder}"
+            # dvc-ssh (sshfs) checks no host key, so nothing prompts for this one's.
+            self.settings = {"keyfile": str(sshd_folder / "client")}
         else:
             port = free_port()
             self.server = Server(
@@ -390,8 +480,7 @@ class Store:
 
     def kill_server(self) -> None:
         """SIGKILL the server, as a crash or a pulled plug would stop it."""
-        os.killpg(self.server.process.pid, signal.SIGKILL)
-        self.server.process.wait()
+        self.server.kill()
 
     def add_to(self, repository: Path, name: str = "shared") -> None:
         dvc(repository, "remote", "add", "--local", "--force", name, self.url)
@@ -409,8 +498,8 @@ class Store:
                 for item in listed.get("Contents", [])
             }
         base = self.folder / "files" / "md5"
-        # Not DVC's temporary files (.NAME.tmp), which a directory remote's copy
-        # writes and renames: a push killed half way leaves one, never an object.
+        # Not DVC's temporary files (.NAME.tmp), which a directory or SSH remote's
+        # copy writes and renames: a push killed half way leaves one, never an object.
         return {
             path.relative_to(base).as_posix(): path.read_bytes()
             for path in sorted(base.rglob("*"))
@@ -503,8 +592,9 @@ def test_an_object_changed_or_cut_short_on_the_remote_is_never_checked_out(pushe
 
         # The clone that has the right bytes mends the remote: by their size, their
         # S3 ETag or a directory's bytes, and on WebDAV (an ETag of the server's own)
-        # by downloading them (--verify).
-        mended = run(origin, *remote_push, *(["--verify"] if kind == "webdav" else []))
+        # and SSH (SFTP gives no hash) by downloading them (--verify).
+        verify = ["--verify"] if kind in ("webdav", "ssh") else []
+        mended = run(origin, *remote_push, *verify)
         assert "deleting it to send it whole" in mended.stderr, mended.stderr
         store.assert_whole()
         assert set(store.objects()) == set(objects)
@@ -514,15 +604,17 @@ def test_an_object_changed_or_cut_short_on_the_remote_is_never_checked_out(pushe
 
 
 @pytest.mark.parametrize(
-    ("kind", "stops"), [("webdav", (1, 3, 8)), ("s3", (2, 6)), ("directory", (2,))]
+    ("kind", "stops"),
+    [("webdav", (1, 3, 8)), ("s3", (2, 6)), ("directory", (2,)), ("ssh", (1, 6))],
 )
 def test_a_push_stopped_at_several_points_leaves_nothing_wrong_for_a_pull(
     pushed, tmp_path, kind, stops
 ):
     # A WebDAV server killed in the middle of `make push` left the interrupted upload
     # under its final name, cut short; the next push skipped it, and a fresh clone's
-    # `make pull` exited 0 with truncated files. moto keeps its objects in memory
-    # (killing it loses them all), so for S3 and a directory the push itself is killed.
+    # `make pull` exited 0 with truncated files. An SSH server is killed the same way
+    # (its connection's process too). moto keeps its objects in memory (killing it
+    # loses them all), so for S3 and a directory the push itself is killed.
     origin, _ = pushed
     with store_of(kind, tmp_path / "store") as store:
         store.add_to(origin)
@@ -542,9 +634,13 @@ def test_a_push_stopped_at_several_points_leaves_nothing_wrong_for_a_pull(
             while store.count() < started + objects_before_the_stop and process.poll() is None:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            if kind == "webdav":
+            if kind in ("webdav", "ssh"):
                 store.kill_server()
+                files_at_the_stop = store.count()
                 error = process.communicate(timeout=120)[1]
+                # Nothing more reached the store: the transfer died with the server
+                # (sshd's only once its connection's own process is killed too).
+                assert store.count() == files_at_the_stop, error
                 if process.returncode:
                     # What the push says is what the server's absence says (after a
                     # warning for each object the stop before had left cut short).

@@ -224,11 +224,12 @@ def remote_listing(odb) -> dict[str, dict]:
 def check_remote_exists(remote) -> None:
     """Raise what the server answers about the remote's bucket or folder, if it lacks it.
 
-    Not for a directory remote: DVC makes its folder on the first push. fsspec's
+    Not for a directory or SSH remote: DVC makes their folder on the first push (an
+    SSH server that is down or refuses the key says so at the listing). fsspec's
     ``exists`` says False for any error, a refused connection too; ``info`` raises.
     """
     fs, path = remote.fs, remote.path
-    if fs.protocol == "local":
+    if fs.protocol in ("local", "ssh"):
         return
     where = path.split("/", 1)[0] if fs.protocol == "s3" else path
     try:
@@ -248,7 +249,11 @@ def different_on_remote(odb, item: CacheObject, local: Path, info: dict, verify:
         return f"{size} bytes instead of {local.stat().st_size}"
     etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
     # S3 gives the MD5 of a single-part upload as its ETag (a multipart one has a
-    # '-' in it); WebDAV's ETag is the server's own token, not the bytes' hash.
+    # '-' in it); WebDAV's ETag is the server's own token, not the bytes' hash, and
+    # SFTP (SSH) gives none. An SSH server could hash its own copy (`md5sum` over an
+    # exec channel, as DVC 2's SSH remote did), but an SFTP-only account has no
+    # shell: the project would need a check of its own there, so SSH, like WebDAV,
+    # compares bytes only with --verify (a download).
     if odb.fs.protocol == "s3" and re.fullmatch(r"[0-9a-f]{32}", etag):
         if etag != item.oid.removesuffix(".dir"):
             return f"MD5 {etag} (S3's ETag) instead of {item.oid.removesuffix('.dir')}"
