@@ -113,10 +113,27 @@ def test_a_clone_that_pulls_the_run_cache_trains_nothing(project, tmp_path):
     output = dvc(clone, "repro")
     assert "Running stage" not in output and "Data and pipelines are up to date." in output
     assert output_bytes(clone) == committed
-    # What DVC 3.67 cannot share: `dvc push --run-cache` sends the entries and the
-    # outputs dvc.lock names, not the objects of a `cache: false` out of another run
-    # (metrics kept in git), so a teammate's other points rerun in a clone unless its
-    # .dvc/cache came along (CI's actions/cache).
+    # DVC 3.67's `dvc push --run-cache` sends the entries and the outputs dvc.lock names
+    # only: the runs of experiments not committed reach a teammate through the project's
+    # push (the next test).
+
+
+@pytest.mark.slow
+def test_the_project_push_and_pull_share_the_runs_of_experiments_not_committed(project, tmp_path):
+    root, _, other_outputs, _ = project
+    storage = tmp_path / "team-remote"
+    dvc(root, "remote", "add", "--local", "team", str(storage))
+    run(root, sys.executable, "-m", "mnistpipe.remote", "push", "--remote", "team")
+
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(root), str(clone))
+    dvc(clone, "remote", "add", "--local", "team", str(storage))
+    run(clone, sys.executable, "-m", "mnistpipe.remote", "pull", "--remote", "team", "--run-cache")
+    # train.epochs=3 ran in the project but was never committed: its model, and the
+    # metrics and plots git keeps (cache: false), exist only in the project's cache.
+    output = dvc(clone, "exp", "run", "-S", "train.epochs=3")
+    assert_restored_from_the_run_cache(output)
+    assert output_bytes(clone) == other_outputs
 
 
 def experiments_table(root: Path, columns: int) -> str:
