@@ -28,10 +28,11 @@ checks DVC leaves out:
 import argparse
 import hashlib
 import json
+import logging
 import re
 import subprocess
 import sys
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,8 +213,28 @@ def run_cache_objects(repo, remote: str | None) -> set:
     """
     runs = Path(repo.stage_cache.cache_dir)
     entries = [(path.parent.name, path.name) for path in sorted(runs.glob("*/*/*"))]
-    used = repo.stage_cache.get_used_objs(entries, remote=remote, force=True)
+    with transfer_errors_unlogged():
+        used = repo.stage_cache.get_used_objs(entries, remote=remote, force=True)
     return {hash_info for objects in used.values() for hash_info in objects}
+
+
+@contextmanager
+def transfer_errors_unlogged():
+    """Keep DVC's log of each object a transfer failed, with its traceback, from the user.
+
+    DVC logs such a failure with ``exc_info`` (dvc_data's transfer, dvc_objects' copy),
+    which only DVC's command line turns into one line; here the caller counts the
+    failures (``TransferResult.failed``) and says in one line what the remote answers.
+    """
+    loggers = [logging.getLogger(name) for name in ("dvc_data", "dvc_objects")]
+    kept = [(logger, logger.propagate, logger.handlers[:]) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [logging.NullHandler()], False
+    try:
+        yield
+    finally:
+        for logger, propagate, handlers in kept:
+            logger.handlers, logger.propagate = handlers, propagate
 
 
 def held(repo, objects: set) -> set:
@@ -411,6 +432,16 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
             # DVC also remembers what a remote holds (an index in its site cache).
             with closing(get_index(odb)) as remote_index:
                 remote_index.clear()
+        # The runs' objects before `dvc push --run-cache` sends the entries naming them,
+        # through DVC's own transfer (as `dvc push` makes it: a directory's .dir goes
+        # once its files are there, and DVC's index of what the remote holds follows).
+        with transfer_errors_unlogged():
+            result = repo.cloud.push(run_cache, jobs=jobs, remote=remote)
+    if result.failed:
+        output = f"ERROR: {len(result.failed)} objects of the run-cache's runs were not sent"
+        raise PipelineError(
+            f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
+        )
     command = ["push", "--run-cache", *(["--remote", remote] if remote else [])]
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
@@ -419,15 +450,6 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
             f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
         )
     with Repo() as repo:
-        # DVC's own transfer (as `dvc push` makes it): a directory's .dir goes last, once
-        # its files are there, and DVC's index of what the remote holds is kept up to date.
-        result = repo.cloud.push(run_cache, jobs=jobs, remote=remote)
-        if result.failed:
-            output = f"{len(result.failed)} objects of the run-cache's runs were not sent"
-            raise PipelineError(
-                f"dvc push to remote {where} failed: "
-                f"{remote_failure(remote, 'push', where, output)}"
-            )
         odb, listing = _open_remote(repo, remote, "push", where)
         short = [
             item
@@ -473,7 +495,14 @@ def fetch_run_cache_objects(repo, remote: str | None, jobs: int | None, where: s
         return
     wanted = {item for item in objects - held(repo, objects) if item.value in listing}
     # DVC's own transfer, as `dvc fetch` makes it (see push).
-    repo.cloud.pull(wanted, jobs=jobs, remote=remote)
+    with transfer_errors_unlogged():
+        result = repo.cloud.pull(wanted, jobs=jobs, remote=remote)
+    if result.failed:
+        _warn(
+            f"{len(result.failed)} objects of the run-cache's runs did not come from remote "
+            f"{where}: the runs of those outputs train again (`make pull RUN_CACHE=1` again "
+            "fetches what is missing)"
+        )
     fetched = wanted | {item for item in objects if item.isdir}
     damaged = remove_damaged(
         repo, [CacheObject(item.obj_name or "", item.value) for item in fetched]
@@ -574,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-cache",
         action="store_true",
-        help="pull: also fetch DVC's run-cache, so that dvc repro skips the stages it holds",
+        help="pull: also fetch DVC's run-cache and its runs' objects (make pull RUN_CACHE=1), "
+        "so that dvc repro and dvc exp run skip the runs it holds",
     )
     arguments = parser.parse_args(argv)
     try:
