@@ -136,6 +136,19 @@ def test_the_project_push_and_pull_share_the_runs_of_experiments_not_committed(p
     assert output_bytes(clone) == other_outputs
 
 
+# Here for this module's small project, which runs the export (shared to stay fast).
+@pytest.mark.slow
+def test_the_export_parity_shows_as_it_is_in_plain_dvc_metrics_show(project):
+    root, committed, _, _ = project
+    difference = json.loads(committed["metrics/export.json"])["max_probability_difference_ppm"]
+    # DVC rounds every figure to 5 decimal places: as a probability (about 1e-7 here,
+    # 1e-6 with the default params) the largest difference showed as 0.0.
+    shown = dvc(root, "metrics", "show", "metrics/export.json", "--md")
+    assert round(difference, 5) > 0, difference
+    assert f"| {round(difference, 5)} " in shown, shown
+    assert "| 10.0 " in shown, shown  # The tolerance, in the same unit.
+
+
 def experiments_table(root: Path, columns: int) -> str:
     """`mnistpipe experiments` (what `make experiments` runs) in a terminal this wide."""
     environment = {**command_environment(), "COLUMNS": str(columns)}
