@@ -435,8 +435,13 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
         # The runs' objects before `dvc push --run-cache` sends the entries naming them,
         # through DVC's own transfer (as `dvc push` makes it: a directory's .dir goes
         # once its files are there, and DVC's index of what the remote holds follows).
-        with transfer_errors_unlogged():
-            result = repo.cloud.push(run_cache, jobs=jobs, remote=remote)
+        try:
+            with transfer_errors_unlogged():
+                result = repo.cloud.push(run_cache, jobs=jobs, remote=remote)
+        except Exception as error:  # noqa: BLE001 (each library raises its own; named below)
+            raise PipelineError(
+                f"dvc push to remote {where} failed: {remote_answer(error)}"
+            ) from None
     if result.failed:
         output = f"ERROR: {len(result.failed)} objects of the run-cache's runs were not sent"
         raise PipelineError(
@@ -495,13 +500,16 @@ def fetch_run_cache_objects(repo, remote: str | None, jobs: int | None, where: s
         return
     wanted = {item for item in objects - held(repo, objects) if item.value in listing}
     # DVC's own transfer, as `dvc fetch` makes it (see push).
-    with transfer_errors_unlogged():
-        result = repo.cloud.pull(wanted, jobs=jobs, remote=remote)
-    if result.failed:
+    try:
+        with transfer_errors_unlogged():
+            failed = len(repo.cloud.pull(wanted, jobs=jobs, remote=remote).failed)
+        why = f"{failed} of their objects did not come" if failed else ""
+    except Exception as error:  # noqa: BLE001 (each library raises its own; named below)
+        why = remote_answer(error)
+    if why:
         _warn(
-            f"{len(result.failed)} objects of the run-cache's runs did not come from remote "
-            f"{where}: the runs of those outputs train again (`make pull RUN_CACHE=1` again "
-            "fetches what is missing)"
+            f"the run-cache's runs were not all fetched from remote {where}: {why}; those "
+            "runs train again here (`make pull RUN_CACHE=1` again fetches what is missing)"
         )
     fetched = wanted | {item for item in objects if item.isdir}
     damaged = remove_damaged(
