@@ -25,6 +25,8 @@ REPORT ?= ci-report.md
 REPORT_FOLDER ?= ci-report
 # The DVC remote `make push` and `make pull` use (empty: the default remote).
 REMOTE ?=
+# RUN_CACHE=1: `make pull` also fetches DVC's run-cache, every run `make push` sent.
+RUN_CACHE ?=
 # Seeds `make bench` trains the default params with (mean and minimum are reported).
 SEEDS ?= 1
 
@@ -171,8 +173,8 @@ experiments: setup ## DVC's experiments, a line each: test accuracy, loss, macro
 push: setup ## dvc push to REMOTE (default: the default remote), mending what it holds cut short; VERIFY=1 re-hashes all
 	python -m mnistpipe.remote push $(if $(REMOTE),--remote $(REMOTE)) $(if $(VERIFY),--verify)
 
-pull: setup ## dvc pull from REMOTE (default: the default remote); checks out only what hashes right
-	python -m mnistpipe.remote pull $(if $(REMOTE),--remote $(REMOTE))
+pull: setup ## dvc pull from REMOTE (default: the default remote); checks out only what hashes right; RUN_CACHE=1 adds every run make push sent
+	python -m mnistpipe.remote pull $(if $(REMOTE),--remote $(REMOTE)) $(if $(RUN_CACHE),--run-cache)
 
 clean: ## Remove the pipeline's outputs (DVC's cache stays; `dvc checkout` restores them)
 	rm -rf data/raw data/prepared models logs plots/predictions.csv

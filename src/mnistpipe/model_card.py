@@ -285,8 +285,9 @@ def model_card(
         f"The SavedModel, fed raw uint8 pixels, against the trained Keras model on "
         f"preprocessed ones, over {export_metrics['test_examples']} test images: "
         f"{export_metrics['argmax_disagreements']} disagreements on the predicted class, "
-        f"largest probability difference {export_metrics['max_probability_difference']:.1e} "
-        f"(tolerance {export_metrics['parity_tolerance']:.0e}); the SavedModel's accuracy "
+        "largest probability difference "
+        f"{export_metrics['max_probability_difference_ppm']:.2g} ppm (parts per million; "
+        f"tolerance {export_metrics['parity_tolerance_ppm']:g} ppm); the SavedModel's accuracy "
         f"is {export_metrics['exported_accuracy']:.4f}.",
         "## Lineage",
         f"- Weights SHA-256: `{lineage['weights_sha256']}`\n"

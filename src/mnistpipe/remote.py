@@ -17,6 +17,9 @@ checks DVC leaves out:
   pull here is ``dvc fetch``, then each cache object an output needs is hashed
   against its name (DVC 3 names an object by the MD5 of its bytes); a bad one is
   deleted, and only the outputs whose objects are all whole are checked out.
+- A push sends DVC's run-cache with the objects of every run it records, not only
+  those of the outputs ``dvc.lock`` names; ``pull --run-cache`` fetches them (a
+  teammate's ``dvc repro`` or ``dvc exp run`` of those params then trains nothing).
 - A pull or push that cannot complete ends in one ``error:`` line naming the
   outputs concerned, the remote, and the cause as the remote answered it (not
   found, credentials refused, connection refused, timed out), never a guess.
@@ -25,10 +28,11 @@ checks DVC leaves out:
 import argparse
 import hashlib
 import json
+import logging
 import re
 import subprocess
 import sys
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +199,49 @@ def needed_objects(repo) -> tuple[list[CacheObject], list[CacheObject]]:
     return needed, missing
 
 
+def run_cache_objects(repo, remote: str | None) -> set:
+    """The objects (DVC ``HashInfo``) of every run that DVC's run-cache records.
+
+    ``dvc push --run-cache`` (DVC 3.67) sends the run-cache's entries (``.dvc/cache/runs``)
+    but only the objects of the outputs ``dvc.lock`` names, and ``dvc fetch --run-cache``
+    fetches the same. DVC restores a run only when its cache holds every output the entry
+    names (``StageCache.restore``), the ``cache: false`` metrics and plots too, so the runs
+    of experiments not committed would retrain in a teammate's clone. DVC's own
+    ``StageCache.get_used_objs`` (which push and pull used before DVC 3) reads each entry as
+    a stage and lists the objects of all its outputs, a directory's files with its ``.dir``
+    (fetched from ``remote`` when this cache lacks it).
+    """
+    runs = Path(repo.stage_cache.cache_dir)
+    entries = [(path.parent.name, path.name) for path in sorted(runs.glob("*/*/*"))]
+    with transfer_errors_unlogged():
+        used = repo.stage_cache.get_used_objs(entries, remote=remote, force=True)
+    return {hash_info for objects in used.values() for hash_info in objects}
+
+
+@contextmanager
+def transfer_errors_unlogged():
+    """Keep DVC's log of each object a transfer failed, with its traceback, from the user.
+
+    DVC logs such a failure with ``exc_info`` (dvc_data's transfer, dvc_objects' copy),
+    which only DVC's command line turns into one line; here the caller counts the
+    failures (``TransferResult.failed``) and says in one line what the remote answers.
+    """
+    loggers = [logging.getLogger(name) for name in ("dvc_data", "dvc_objects")]
+    kept = [(logger, logger.propagate, logger.handlers[:]) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [logging.NullHandler()], False
+    try:
+        yield
+    finally:
+        for logger, propagate, handlers in kept:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
+def held(repo, objects: set) -> set:
+    """Those of ``objects`` (DVC ``HashInfo``) that this cache holds."""
+    return {item for item in objects if Path(repo.cache.local.oid_to_path(item.value)).is_file()}
+
+
 def remove_damaged(repo, objects: list[CacheObject]) -> list[CacheObject]:
     """Delete from this cache every object whose bytes are not its name; return them.
 
@@ -341,6 +388,10 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
     where = describe(remote, "push")
     with Repo() as repo:
         needed, _ = needed_objects(repo)
+        run_cache = held(repo, run_cache_objects(repo, remote))
+        # The runs' objects go through the same checks as the outputs' (named by the
+        # output they are of: DVC sets a HashInfo's obj_name to it).
+        needed += [CacheObject(item.obj_name or "", item.value) for item in run_cache]
         local = {
             item.oid: (item, Path(repo.cache.local.oid_to_path(item.oid)))
             for item in needed
@@ -386,7 +437,22 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
             # DVC also remembers what a remote holds (an index in its site cache).
             with closing(get_index(odb)) as remote_index:
                 remote_index.clear()
-    command = ["push", *(["--remote", remote] if remote else [])]
+        # The runs' objects before `dvc push --run-cache` sends the entries naming them,
+        # through DVC's own transfer (as `dvc push` makes it: a directory's .dir goes
+        # once its files are there, and DVC's index of what the remote holds follows).
+        try:
+            with transfer_errors_unlogged():
+                result = repo.cloud.push(run_cache, jobs=jobs, remote=remote)
+        except Exception as error:  # noqa: BLE001 (each library raises its own; named below)
+            raise PipelineError(
+                f"dvc push to remote {where} failed: {remote_answer(error)}"
+            ) from None
+    if result.failed:
+        output = f"ERROR: {len(result.failed)} objects of the run-cache's runs were not sent"
+        raise PipelineError(
+            f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
+        )
+    command = ["push", "--run-cache", *(["--remote", remote] if remote else [])]
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
     if status != 0:
@@ -424,6 +490,43 @@ def remote_failure(remote: str | None, action: str, where: str, output: str) -> 
     )
 
 
+def fetch_run_cache_objects(repo, remote: str | None, jobs: int | None, where: str) -> None:
+    """Fetch the objects of the runs ``dvc fetch --run-cache`` brought that the remote holds.
+
+    A run whose objects the remote lacks (pushed by a bare ``dvc push --run-cache``), or
+    cannot send now, or sends damaged (deleted, with a warning) only trains again here:
+    the outputs ``dvc.lock`` names are checked out all the same.
+    """
+    objects = run_cache_objects(repo, remote)  # A directory's .dir comes from the remote.
+    try:
+        _, listing = _open_remote(repo, remote, "pull", where)
+    except PipelineError as error:
+        _warn(f"the run-cache's outputs were not fetched: {error}")
+        return
+    wanted = {item for item in objects - held(repo, objects) if item.value in listing}
+    # DVC's own transfer, as `dvc fetch` makes it (see push).
+    try:
+        with transfer_errors_unlogged():
+            failed = len(repo.cloud.pull(wanted, jobs=jobs, remote=remote).failed)
+        why = f"{failed} of their objects did not come" if failed else ""
+    except Exception as error:  # noqa: BLE001 (each library raises its own; named below)
+        why = remote_answer(error)
+    if why:
+        _warn(
+            f"the run-cache's runs were not all fetched from remote {where}: {why}; those "
+            "runs train again here (`make pull RUN_CACHE=1` again fetches what is missing)"
+        )
+    fetched = wanted | {item for item in objects if item.isdir}
+    damaged = remove_damaged(
+        repo, [CacheObject(item.obj_name or "", item.value) for item in fetched]
+    )
+    if damaged:
+        _warn(
+            f"{outputs_of(damaged)}: the run-cache's copy on remote {where} is not what its "
+            "name says (its MD5 differs; deleted here): the runs of those outputs train again"
+        )
+
+
 def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
     """Fetch, delete what is not its name, check out the whole outputs, name the rest."""
     from dvc.repo import Repo
@@ -434,6 +537,8 @@ def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
     command += ["--jobs", str(jobs)] if jobs else []
     status, output = _run_dvc_streamed(command)
     with Repo() as repo:
+        if run_cache:
+            fetch_run_cache_objects(repo, remote, jobs, where)
         needed, _ = needed_objects(repo)
         damaged = remove_damaged(repo, needed)
         # Re-read: a damaged .dir object hid its directory's files.
@@ -511,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-cache",
         action="store_true",
-        help="pull: also fetch DVC's run-cache, so that dvc repro skips the stages it holds",
+        help="pull: also fetch DVC's run-cache and its runs' objects (make pull RUN_CACHE=1), "
+        "so that dvc repro and dvc exp run skip the runs it holds",
     )
     arguments = parser.parse_args(argv)
     try:
