@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import asyncssh
 import pytest
 
 from mnistpipe.errors import PipelineError
@@ -70,3 +71,24 @@ def test_the_reports_base_predictions_damaged_in_the_cache_are_refused(tmp_path,
 
     assert str(raised.value).startswith("plots/predictions.csv as read (44 bytes, MD5 ")
     assert "is not the one dvc.lock at HEAD records" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # What asyncssh raises when sshd goes during an SFTP transfer: seen as the whole
+        # answer of a push whose SSH server was killed half way.
+        asyncssh.sftp.SFTPNoConnection("Connection not open"),
+        asyncssh.ConnectionLost("Connection lost"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+)
+def test_a_server_gone_or_down_is_named_as_such_not_as_an_unknown_answer(error):
+    from mnistpipe.remote import remote_answer
+
+    answer = remote_answer(OSError(f"failed to transfer: {error}").with_traceback(None))
+    chained = OSError("failed to transfer")
+    chained.__cause__ = error
+    for text in (answer, remote_answer(chained)):
+        assert text.startswith("the server refused the connection (")
+        assert "expected a server listening at the URL" in text

@@ -121,7 +121,9 @@ _CAUSES = (
         "refused the connection",
         r"connection refused|cannot connect|connect call failed|errno 111|"
         r"name or service not known|nodename nor servname|no route to host|"
-        r"network is unreachable|connection reset|server disconnected",
+        r"network is unreachable|connection reset|server disconnected|"
+        # asyncssh (SSH) when the server goes while a transfer is under way.
+        r"connection not open|connection lost",
         "expected a server listening at the URL: start it or correct the URL "
         "(`dvc remote modify NAME url ...`), then run it again",
     ),
