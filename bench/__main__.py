@@ -143,6 +143,11 @@ def parse_arguments(argv):
         help="cap every frontier preset's epochs, for a smoke run (default 0: no cap)",
     )
     parser.add_argument(
+        "--frontier-resume",
+        type=Path,
+        help="a results file of a stopped frontier run to go on from (its finished seeds kept)",
+    )
+    parser.add_argument(
         "--scaling-factors",
         default=",".join(map(str, FACTORS)),
         help="sizes of the scaling table, times the training set (default 1,4,10)",
@@ -190,6 +195,15 @@ def parse_arguments(argv):
         )
     if arguments.frontier_seeds < 1 or arguments.frontier_max_epochs < 0:
         parser.error("--frontier-seeds must be at least 1 and --frontier-max-epochs at least 0")
+    arguments.frontier_resume_figures = None
+    if arguments.frontier_resume is not None:
+        try:
+            figures = json.loads(arguments.frontier_resume.read_text())
+        except (OSError, ValueError, RecursionError) as error:
+            parser.error(f"--frontier-resume {arguments.frontier_resume}: {error}")
+        if not isinstance(figures, dict) or not isinstance(figures.get("frontier"), dict):
+            parser.error(f"--frontier-resume {arguments.frontier_resume}: no frontier table in it")
+        arguments.frontier_resume_figures = figures
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
@@ -370,6 +384,7 @@ def main(argv=None) -> int | None:
                     arguments.frontier_seeds,
                     arguments.frontier_max_epochs,
                     save_partial=lambda figures: save({**results, **figures}, arguments.results),
+                    resume=arguments.frontier_resume_figures,
                 )
             )
             save(results, arguments.results)

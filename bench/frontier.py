@@ -9,7 +9,9 @@ are chosen), and test accuracy without and with flip test-time augmentation
 the averaged one's, both in batches of 1,000 in this process.
 
 ``python -m bench --only frontier`` runs it (hours on two cores with 3 seeds);
-``--frontier-seeds 1 --frontier-max-epochs 1 --limit 300`` proves the wiring.
+``--frontier-seeds 1 --frontier-max-epochs 1 --limit 300`` proves the wiring;
+``--frontier-resume RESULTS`` goes on from a run that was stopped, keeping its
+tutorial time, its finished seeds and their serving costs.
 """
 
 import statistics
@@ -70,12 +72,15 @@ def measure_frontier(
     max_epochs: int = 0,
     presets=tuple(FRONTIER_PRESETS),
     save_partial=lambda figures: None,
+    resume: dict | None = None,
 ) -> dict:
     """The tutorial's 5 epochs, then each preset with ``seeds`` seeds; the frontier table.
 
     ``max_epochs`` > 0 caps every preset's epochs (a smoke run; its figures are
     then not the presets'). ``save_partial`` is given the figures so far after
     every seed: the whole run takes hours, and one stopped half way keeps them.
+    ``resume`` is such a run's saved figures: its tutorial time is kept (the
+    multiples stay against one measurement) and its finished seeds are not rerun.
     """
     import os
 
@@ -94,7 +99,12 @@ def measure_frontier(
     params = load_params(paths.PARAMS)
     splits = {name: load_split(paths.PREPARED, name) for name in ("train", "val", "test")}
     image_shape = read_info(paths.PREPARED).image_shape
-    tutorial_seconds, tutorial_cpu_seconds = _tutorial_seconds(root, splits, params["seed"])
+    earlier = (resume or {}).get("frontier", {})
+    if resume and "frontier_tutorial_cpu_seconds" in resume:
+        tutorial_seconds = resume["frontier_tutorial_seconds"]
+        tutorial_cpu_seconds = resume["frontier_tutorial_cpu_seconds"]
+    else:
+        tutorial_seconds, tutorial_cpu_seconds = _tutorial_seconds(root, splits, params["seed"])
     print(
         f"frontier: the tutorial's 5 epochs took {tutorial_seconds:.1f} s "
         f"({tutorial_cpu_seconds:.1f} CPU s)",
@@ -106,17 +116,29 @@ def measure_frontier(
         "frontier": {},
     }
     rows = figures["frontier"]
-    settings_of, runs_of, serving_of = {}, {name: [] for name in presets}, {}
+    settings_of, runs_of, serving_of = {}, {}, {}
     for name in presets:
         settings_of[name] = {**params["train"], **FRONTIER_PRESETS[name]}
         if max_epochs:
             settings_of[name]["epochs"] = min(settings_of[name]["epochs"], max_epochs)
         check_train_settings(settings_of[name])
+        row = earlier.get(name, {})
+        if row.get("settings") != {key: settings_of[name][key] for key in FRONTIER_PRESETS[name]}:
+            row = {}  # a preset changed since: its earlier seeds do not count
+        runs_of[name] = list(row.get("runs", []))
+        if row.get("serving_images_per_second"):
+            serving_of[name] = row["serving_images_per_second"]
+        if runs_of[name]:
+            rows[name] = summarize_preset(
+                name, settings_of[name], runs_of[name], figures, serving_of.get(name)
+            )
     # Seed by seed over the presets, not preset by preset: a run stopped half way
     # has every preset at as many seeds as the others, or one fewer.
     for seed in range(params["seed"], params["seed"] + seeds):
         for name in presets:
             settings, runs = settings_of[name], runs_of[name]
+            if any(run["seed"] == seed for run in runs):
+                continue
             seed_everything(seed, settings["deterministic"])
             started, started_cpu = time.perf_counter(), time.process_time()
             model, history = train_from_params(settings, seed, splits["train"], splits["val"])
@@ -146,7 +168,7 @@ def measure_frontier(
                 f"{accuracy['flip']:.4f}",
                 flush=True,
             )
-            if len(runs) == 1:
+            if name not in serving_of:
                 # The first seed's model, served plain and with flip TTA, in this process
                 # (the cost does not depend on the weights).
                 serving_of[name] = {
@@ -187,6 +209,7 @@ def summarize_preset(
         # How many times longer flip TTA takes to serve a batch (two views an
         # image); None while the preset's seeds are still training.
         "tta_serving_cost": serving["none"] / serving["flip"] if serving else None,
+        "serving_images_per_second": serving,
         "goal": FRONTIER_GOALS[name],
         "runs": runs,
     }
