@@ -277,6 +277,34 @@ def test_outside_a_dvc_repository_says_so_and_transfers_nothing(tmp_path, monkey
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ('[core]\n    remote = team\n[remote "team"\n', "Invalid line"),
+        ("[core]\n    remot = team\n", "extra keys not allowed"),
+        # Read whole, but no git repository under it (and no `no_scm`): DVC's Repo
+        # raised SCMError, a traceback.
+        ('[core]\n    remote = team\n[remote "team"]\n    url = /srv/store\n', "not a git"),
+    ],
+)
+def test_a_dvc_project_that_does_not_read_is_one_error_naming_it(
+    tmp_path, monkeypatch, capsys, config, reason
+):
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text(config)
+    # The user's own DVC settings stay out of it.
+    for variable in ("DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR"):
+        (tmp_path / variable).mkdir()
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+    monkeypatch.chdir(tmp_path)
+    for action in ("push", "pull"):
+        assert remote_module.main([action]) == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith("error: "), error
+        assert str(tmp_path) in error and reason in error, error
+    assert not Path("/srv/store").exists()
+
+
 def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):
     origin, _ = pushed
     clone = fresh_clone(origin, tmp_path / "clone")

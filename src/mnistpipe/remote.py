@@ -36,7 +36,6 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistpipe.commands import run_dvc
 from mnistpipe.errors import PipelineError
 from mnistpipe.integrity import whole
 from mnistpipe.interrupts import standard_output_guarded
@@ -46,38 +45,35 @@ ACTIONS = {"push": "to", "pull": "from"}
 
 def describe(name: str | None, action: str = "push") -> str:
     """``'NAME' (URL)`` for the remote ``name``, or for the default remote when None."""
-    # Outside a DVC repository `dvc config --list` still exits 0, with the system and
-    # global levels only: a remote set globally would be pushed to from a folder that
-    # has nothing to push, and no remote at all read as "no default remote is set".
-    # `dvc root` is what fails there.
-    root = run_dvc("root")
-    if root.returncode != 0:
+    # DVC's own readers, in this process: `dvc root` and `dvc config --list` were a
+    # second of DVC's start-up each, on every push and pull.
+    from dvc.config import Config
+    from dvc.exceptions import DvcException, NotDvcRepoError
+    from dvc.repo import Repo
+
+    # Outside a DVC repository the settings still read, with the system and global
+    # levels only: a remote set globally would be pushed to from a folder that has
+    # nothing to push, and no remote at all read as "no default remote is set".
+    try:
+        dvc_directory = Repo.find_dvc_dir()
+    except NotDvcRepoError as error:
         raise PipelineError(
-            f"{Path.cwd()}: {dvc_reason(root.stdout + root.stderr)}; expected a DVC "
-            "repository: run it in the project's folder (or one under it), or make one "
-            "with `dvc init`"
-        )
-    # `dvc config --list` prints each level's settings in turn, one KEY=VALUE a line:
-    # system, global, repo, then local. Read into one dict, a key's last line wins,
-    # which is DVC's own precedence (local over repo over global over system).
-    # Not `dvc remote list`: its table wraps a URL longer than the terminal is wide
-    # onto the next line (80 columns when the output is not a terminal).
-    listing = run_dvc("config", "--list")
-    if listing.returncode != 0:
+            f"{Path.cwd()}: {error}; expected a DVC repository: run it in the project's "
+            "folder (or one under it), or make one with `dvc init`"
+        ) from None
+    # Every level merged (system, global, repo, local), DVC's own precedence.
+    try:
+        settings = Config(dvc_directory)
+    except DvcException as error:
         # Not "has: none": the remotes are unknown, and DVC's reason says why.
         raise PipelineError(
-            f"`dvc config --list` failed: {dvc_reason(listing.stdout + listing.stderr)}; "
-            "expected the DVC repository's settings (run it in the project's folder)"
-        )
-    settings = dict(line.partition("=")[::2] for line in listing.stdout.splitlines())
-    remotes = {
-        key.removeprefix("remote.").removesuffix(".url"): url
-        for key, url in settings.items()
-        if key.startswith("remote.") and key.endswith(".url")
-    }
+            f"the DVC settings of {Path(dvc_directory).parent} do not read: {error}; "
+            "expected the settings `dvc config` and `dvc remote` write"
+        ) from None
+    remotes = {remote: str(config.get("url", "")) for remote, config in settings["remote"].items()}
     known = ", ".join(sorted(remotes)) or "none"
     if name is None:
-        name = settings.get("core.remote", "")
+        name = settings["core"].get("remote", "")
         if not name:
             raise PipelineError(
                 f"no default DVC remote is set (`dvc remote list` has: {known}); expected one "
@@ -622,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         "so that dvc repro and dvc exp run skip the runs it holds",
     )
     arguments = parser.parse_args(argv)
+    from dvc.exceptions import DvcException
+
     try:
         with standard_output_guarded():
             if arguments.action == "push":
@@ -630,6 +628,14 @@ def main(argv: list[str] | None = None) -> int:
                 pull(arguments.remote, arguments.jobs, arguments.run_cache)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except DvcException as error:
+        # DVC's reading of the project failed (not a git repository, a broken dvc.yaml...).
+        print(
+            f"error: dvc {arguments.action} in {Path.cwd()} failed: {error}; expected a DVC "
+            "project that `dvc status` reads",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(
