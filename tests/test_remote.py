@@ -513,9 +513,15 @@ class Store:
         self.server.kill()
 
     def add_to(self, repository: Path, name: str = "shared") -> None:
-        dvc(repository, "remote", "add", "--local", "--force", name, self.url)
-        for key, value in self.settings.items():
-            dvc(repository, "remote", "modify", "--local", name, key, value)
+        """What `dvc remote add --local --force` and `dvc remote modify --local` write.
+
+        Through DVC's own Config in this process (it checks the settings as the
+        commands do): each command was a second of DVC's start-up, dozens of times.
+        """
+        from dvc.config import Config
+
+        with Config(repository / ".dvc").edit("local") as config:
+            config["remote"][name] = {"url": self.url, **self.settings}
 
     def objects(self) -> dict[str, bytes]:
         """Every object on the remote by its name (``xx/yyyy[.dir]``), with its bytes."""
