@@ -40,9 +40,7 @@ def make_project(root: Path, **train) -> Path:
     copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["preprocess"].update(limit=600, val_split=0.2)
-    # mlp: weights of 0.4 MB (quickstart_cnn's model, checkpoint and export were 75 MB
-    # that every push, pull and hash moved); the data's 55 MB stay real.
-    params["train"].update(model="mlp", epochs=1, batch_size=32, learning_rate=0.003)
+    params["train"].update(model="quickstart_cnn", epochs=1, batch_size=32, learning_rate=0.003)
     params["train"].update(train)
     params["evaluate"]["min_accuracy"] = 0.0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
