@@ -27,10 +27,10 @@ BUILT_IN = {"input_shape": (28, 28, 1), "classes": 10}
 def pytest_collection_modifyitems(config, items):
     """The files that run the real pipeline (marked slow) first, the others after them.
 
-    `make test` hands whole files to its two processes (pytest-xdist, --dist
+    `make test` hands whole files to its three processes (pytest-xdist, --dist
     loadfile) in the order collected (--no-loadscope-reorder; by default xdist
     puts the files with the most tests first, whatever their time). The longest
-    first, the short ones then fill in around them, and both processes end
+    first, the short ones then fill in around them, and the processes end
     together instead of one running a long file alone at the end.
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
