@@ -697,6 +697,38 @@ def test_a_push_stopped_at_several_points_leaves_nothing_wrong_for_a_pull(
         assert output_bytes(clone) == output_bytes(origin)
 
 
+def test_a_copy_damaged_in_this_clone_is_fetched_again_and_checked_out(pushed, tmp_path):
+    # An object damaged in the clone's own cache (as a download cut short and kept
+    # under its name would leave it) was blamed on the remote: "the remote's bytes are
+    # not what dvc.lock names", with advice (`make push VERIFY=1`) that cannot help.
+    origin, _ = pushed
+    with store_of("directory", tmp_path / "store") as store:
+        store.add_to(origin)
+        run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "shared")
+        clone = fresh_clone(origin, tmp_path / "clone")
+        store.add_to(clone)
+        pull = (sys.executable, "-m", "mnistpipe.remote", "pull", "-r", "shared")
+        run(clone, *pull)
+        cached = (
+            clone / ".dvc/cache/files/md5" / object_name(locked_md5(clone, "models/model.keras"))
+        )
+        content, times = bytearray(cached.read_bytes()), cached.stat()
+        content[len(content) // 2] ^= 0xFF
+        cached.chmod(0o644)
+        cached.write_bytes(bytes(content))
+        # The size and time DVC's state database recorded it with: DVC trusts it as
+        # fetched (a changed time would make DVC hash it again and fetch it itself).
+        os.utime(cached, ns=(times.st_atime_ns, times.st_mtime_ns))
+        (clone / "models/model.keras").unlink()
+
+        result = run(clone, *pull, check=False)
+
+        assert result.returncode == 0, result.stderr
+        assert "MD5 differs" not in result.stderr, result.stderr
+        assert output_bytes(clone) == output_bytes(origin)
+        assert "Data and pipelines are up to date." in dvc(clone, "status").stdout
+
+
 def test_a_pull_whose_server_dies_checks_out_only_whole_outputs(pushed, tmp_path):
     origin, _ = pushed
     with store_of("webdav", tmp_path / "store") as store:

@@ -539,6 +539,13 @@ def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
             fetch_run_cache_objects(repo, remote, jobs, where)
         needed, _ = needed_objects(repo)
         damaged = remove_damaged(repo, needed)
+        if damaged:
+            # A copy damaged here may be this clone's own (a download cut short and
+            # kept under its name): fetched once more, only what comes back damaged
+            # again is the remote's.
+            status, output = _run_dvc_streamed(command)
+            needed, _ = needed_objects(repo)
+            damaged = remove_damaged(repo, needed)
         # Re-read: a damaged .dir object hid its directory's files.
         needed, missing = needed_objects(repo)
         incomplete = {item.output for item in missing}
