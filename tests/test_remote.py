@@ -697,16 +697,22 @@ def test_a_push_stopped_at_several_points_leaves_nothing_wrong_for_a_pull(
         assert output_bytes(clone) == output_bytes(origin)
 
 
+def pushed_to_and_cloned(store, origin: Path, clone: Path) -> Path:
+    """``origin`` pushed whole to ``store``, and a fresh ``clone`` with ``store`` as a remote."""
+    store.add_to(origin)
+    run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "shared")
+    fresh_clone(origin, clone)
+    store.add_to(clone)
+    return clone
+
+
 def test_a_copy_damaged_in_this_clone_is_fetched_again_and_checked_out(pushed, tmp_path):
     # An object damaged in the clone's own cache (as a download cut short and kept
     # under its name would leave it) was blamed on the remote: "the remote's bytes are
     # not what dvc.lock names", with advice (`make push VERIFY=1`) that cannot help.
     origin, _ = pushed
     with store_of("directory", tmp_path / "store") as store:
-        store.add_to(origin)
-        run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "shared")
-        clone = fresh_clone(origin, tmp_path / "clone")
-        store.add_to(clone)
+        clone = pushed_to_and_cloned(store, origin, tmp_path / "clone")
         pull = (sys.executable, "-m", "mnistpipe.remote", "pull", "-r", "shared")
         run(clone, *pull)
         cached = (
@@ -732,10 +738,7 @@ def test_a_copy_damaged_in_this_clone_is_fetched_again_and_checked_out(pushed, t
 def test_a_pull_whose_server_dies_checks_out_only_whole_outputs(pushed, tmp_path):
     origin, _ = pushed
     with store_of("webdav", tmp_path / "store") as store:
-        store.add_to(origin)
-        run(origin, sys.executable, "-m", "mnistpipe.remote", "push", "-r", "shared")
-        clone = fresh_clone(origin, tmp_path / "clone")
-        store.add_to(clone)
+        clone = pushed_to_and_cloned(store, origin, tmp_path / "clone")
         pull = [sys.executable, "-m", "mnistpipe.remote", "pull", "-r", "shared", "--jobs", "1"]
         process = subprocess.Popen(
             pull,
