@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import re
-import subprocess
 import sys
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -343,19 +342,70 @@ def outputs_of(objects: list[CacheObject]) -> str:
     return shown
 
 
-def _run_dvc_streamed(command: list[str]) -> tuple[int, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def run_dvc(call, failure: str) -> tuple[int, str]:
+    """DVC's ``call`` (a ``Repo`` method) run as its command line runs it: (status, output).
+
+    What it logs is shown on standard output as it comes, formatted by DVC's own
+    command-line formatter (``ERROR: what - why``), and kept for ``dvc_reason``. A
+    ``DvcException`` is logged as the command line logs it (``ERROR: failure - why``),
+    any other as ``ERROR: unexpected error - why``; either gives status 1. ``call``
+    returns the lines the command ends with (its summary). These calls ran as `dvc
+    fetch`, `dvc push` and `dvc checkout` processes of their own: DVC's start-up and
+    a second reading of the project each, a second or more on every push and pull.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.logger import ColorFormatter
+
     output = []
-    for line in process.stdout:
-        # Shown as it comes: a long transfer is not silent.
-        print(line, end="", flush=True)
+
+    class Shown(logging.Handler):
+        def emit(self, record):
+            line = self.format(record)
+            output.append(line)
+            print(line, flush=True)
+
+    shown = Shown(logging.INFO)
+    shown.setFormatter(ColorFormatter(log_colors=False))
+    # In place of the handlers DVC sets up when it loads (errors on standard error).
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_objects", "dvc_data")]
+    kept = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = [shown]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    status = 0
+    try:
+        summary = call()
+    except DvcException:
+        logging.getLogger("dvc").exception(failure)
+        status, summary = 1, []
+    except Exception:  # noqa: BLE001 (as DVC's command line ends any other: one logged line)
+        logging.getLogger("dvc").exception("unexpected error")
+        status, summary = 1, []
+    finally:
+        for logger, handlers, level, propagate in kept:
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+    for line in summary:
         output.append(line)
-    return process.wait(), "".join(output)
+        print(line, flush=True)
+    return status, "\n".join(output)
+
+
+def transfer_summary(state: str, count: int) -> list[str]:
+    """The line `dvc push` and `dvc fetch` end with: ``N files pushed``, or up to date."""
+    from dvc.utils.humanize import get_summary
+
+    return [get_summary([(state, count)]) or "Everything is up to date."]
+
+
+def checked_out(result: dict) -> list[str]:
+    """Say what `dvc checkout` says of ``result`` (``A  data/raw/``...); no summary line."""
+    from dvc.commands.checkout import log_changes
+
+    log_changes(result)
+    return []
 
 
 def _warn(message: str) -> None:
@@ -445,19 +495,23 @@ def push(remote: str | None, jobs: int | None, verify: bool) -> None:
             raise PipelineError(
                 f"dvc push to remote {where} failed: {remote_answer(error)}"
             ) from None
-    if result.failed:
-        output = f"ERROR: {len(result.failed)} objects of the run-cache's runs were not sent"
-        raise PipelineError(
-            f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
+        if result.failed:
+            output = f"ERROR: {len(result.failed)} objects of the run-cache's runs were not sent"
+            raise PipelineError(
+                f"dvc push to remote {where} failed: "
+                f"{remote_failure(remote, 'push', where, output)}"
+            )
+        status, output = run_dvc(
+            lambda: transfer_summary(
+                "pushed", repo.push(remote=remote, jobs=jobs, run_cache=True)
+            ),
+            "failed to push data to the cloud",
         )
-    command = ["push", "--run-cache", *(["--remote", remote] if remote else [])]
-    command += ["--jobs", str(jobs)] if jobs else []
-    status, output = _run_dvc_streamed(command)
-    if status != 0:
-        raise PipelineError(
-            f"dvc push to remote {where} failed: {remote_failure(remote, 'push', where, output)}"
-        )
-    with Repo() as repo:
+        if status != 0:
+            raise PipelineError(
+                f"dvc push to remote {where} failed: "
+                f"{remote_failure(remote, 'push', where, output)}"
+            )
         odb, listing = _open_remote(repo, remote, "push", where)
         short = [
             item
@@ -530,11 +584,17 @@ def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
     from dvc.repo import Repo
 
     where = describe(remote, "pull")
-    command = ["fetch", *(["--remote", remote] if remote else [])]
-    command += ["--run-cache"] if run_cache else []
-    command += ["--jobs", str(jobs)] if jobs else []
-    status, output = _run_dvc_streamed(command)
     with Repo() as repo:
+
+        def fetch() -> tuple[int, str]:
+            return run_dvc(
+                lambda: transfer_summary(
+                    "fetched", repo.fetch(remote=remote, jobs=jobs, run_cache=run_cache)
+                ),
+                "failed to fetch data from the cloud",
+            )
+
+        status, output = fetch()
         if run_cache:
             fetch_run_cache_objects(repo, remote, jobs, where)
         needed, _ = needed_objects(repo)
@@ -543,7 +603,7 @@ def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
             # A copy damaged here may be this clone's own (a download cut short and
             # kept under its name): fetched once more, only what comes back damaged
             # again is the remote's.
-            status, output = _run_dvc_streamed(command)
+            status, output = fetch()
             needed, _ = needed_objects(repo)
             damaged = remove_damaged(repo, needed)
         # Re-read: a damaged .dir object hid its directory's files.
@@ -568,13 +628,15 @@ def pull(remote: str | None, jobs: int | None, run_cache: bool = False) -> None:
                     else f"the transfer failed: {dvc_reason(output)}"
                 )
                 not_on_remote = bool(absent)
-    if complete:
-        checkout_status, checkout_output = _run_dvc_streamed(["checkout", *complete])
-        if checkout_status != 0:
-            raise PipelineError(
-                f"dvc checkout after the pull from remote {where} failed: "
-                f"{dvc_reason(checkout_output)}; expected the cache to hold every output"
+        if complete:
+            checkout_status, checkout_output = run_dvc(
+                lambda: checked_out(repo.checkout(targets=complete)), ""
             )
+            if checkout_status != 0:
+                raise PipelineError(
+                    f"dvc checkout after the pull from remote {where} failed: "
+                    f"{dvc_reason(checkout_output)}; expected the cache to hold every output"
+                )
     damaged_oids = {item.oid for item in damaged}
     absent = absent or [item for item in missing if item.oid not in damaged_oids]
     absent = [item for item in absent if item.oid not in damaged_oids]
