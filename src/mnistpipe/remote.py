@@ -401,11 +401,16 @@ def transfer_summary(state: str, count: int) -> list[str]:
 
 
 def checked_out(result: dict) -> list[str]:
-    """Say what `dvc checkout` says of ``result`` (``A  data/raw/``...); no summary line."""
-    from dvc.commands.checkout import log_changes
+    """What `dvc checkout` prints of ``result``: ``A  data/raw/`` for each output it added...
 
-    log_changes(result)
-    return []
+    Written here: DVC's own (``dvc.commands.checkout.log_changes``) writes through its
+    ``ui``, which only its command line turns on.
+    """
+    return [
+        f"{state[0].upper()}\t{entry}"
+        for state in ("modified", "added", "deleted")
+        for entry in result.get(state) or []
+    ]
 
 
 def _warn(message: str) -> None:
