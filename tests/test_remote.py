@@ -305,6 +305,43 @@ def test_a_dvc_project_that_does_not_read_is_one_error_naming_it(
     assert not Path("/srv/store").exists()
 
 
+def test_dvc_run_in_this_process_logs_as_its_command_line_on_standard_output(capsys):
+    # DVC sets up handlers when it loads that print a failed transfer's traceback on
+    # standard error; `make pull` must show DVC's log as `dvc fetch` printed it.
+    import logging
+
+    import dvc.repo  # noqa: F401  (its handlers, as in make push and make pull)
+    from dvc.exceptions import DvcException
+
+    def failing_transfer():
+        try:
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+        except ConnectionRefusedError:
+            logging.getLogger("dvc_data.hashfile.transfer").exception("failed to transfer 'ab'")
+        raise DvcException("1 files failed to download")
+
+    status, output = remote_module.run_dvc(failing_transfer, "failed to fetch data from the cloud")
+
+    assert status == 1
+    assert output.splitlines() == [
+        "ERROR: failed to transfer 'ab' - [Errno 111] Connection refused",
+        "ERROR: failed to fetch data from the cloud - 1 files failed to download",
+    ]
+    assert remote_module.dvc_reason(output) == "1 files failed to download"
+    shown = capsys.readouterr()
+    assert shown.out.splitlines() == output.splitlines() and shown.err == ""
+
+    def another_library_fails():
+        raise FileNotFoundError("The specified bucket does not exist")
+
+    status, output = remote_module.run_dvc(another_library_fails, "failed to fetch")
+    assert (status, output) == (1, "ERROR: unexpected error - The specified bucket does not exist")
+    assert capsys.readouterr().err == ""
+    assert remote_module.run_dvc(lambda: ["5 files pushed"], "failed") == (0, "5 files pushed")
+    # DVC's own handlers are back for whatever runs next.
+    assert len(logging.getLogger("dvc_data").handlers) > 1
+
+
 def test_a_fresh_clone_pulls_everything_and_needs_no_stage_run(pushed, tmp_path):
     origin, _ = pushed
     clone = fresh_clone(origin, tmp_path / "clone")
